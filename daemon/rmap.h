@@ -1,0 +1,19 @@
+/*
+ * rmap.h - engine-internal reverse-map calls (the query side is in vma.h).
+ *
+ * vma.c keeps every file-backed VMA in its object's i_mmap tree: inserted
+ * when it is linked, removed before its vm_pgoff or size changes and
+ * inserted again after.
+ */
+#ifndef UPAGED_RMAP_H
+#define UPAGED_RMAP_H
+
+#include "vma.h"
+
+void vma_interval_tree_insert(struct vm_area_struct *vma,
+			      struct address_space *as);
+void vma_interval_tree_remove(struct vm_area_struct *vma,
+			      struct address_space *as);
+bool rmap_contains(struct address_space *as, const struct vm_area_struct *vma);
+
+#endif

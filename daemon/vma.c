@@ -1,0 +1,1169 @@
+/*
+ * vma.c - the VMA engine: placing, merging, splitting, protecting, moving and
+ * copying the regions of one client's address space (contract in vma.h).
+ *
+ * Shape of every modifying operation: check everything and take every VMA it
+ * may need from the slab first, so that nothing can fail once the model
+ * starts to change; then split at the edges of the range, change or remove
+ * what lies inside, and finally merge across the edges that were touched.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+
+#include "rmap.h"
+#include "vma.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef MAP_SHARED_VALIDATE
+#define MAP_SHARED_VALIDATE 0x03
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define VMA_SLAB_DISABLED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VMA_SLAB_DISABLED 1
+#endif
+#endif
+
+_Static_assert(sizeof(struct vm_area_struct) <= 128,
+	       "a VMA must fit in 128 bytes");
+
+/*
+ * VMA slab: VMAs are carved from 64 KiB chunks and recycled through a free
+ * list, so each costs exactly its size and allocation is a pointer pop.
+ * Under AddressSanitizer every VMA is its own malloc() so that a use after
+ * free is caught.
+ */
+#define VMA_CHUNK_BYTES (64 * 1024)
+#define VMAS_PER_CHUNK \
+	((VMA_CHUNK_BYTES - sizeof(void *)) / sizeof(struct vm_area_struct))
+
+struct vma_chunk {
+	struct vma_chunk *next;
+	struct vm_area_struct vmas[VMAS_PER_CHUNK];
+};
+
+static struct vma_chunk *vma_chunks;
+static struct vm_area_struct *vma_free_list; /* linked through vm_prev */
+static size_t vma_bytes;
+
+size_t vma_slab_bytes(void)
+{
+	return vma_bytes;
+}
+
+static struct vm_area_struct *vma_alloc(void)
+{
+	struct vm_area_struct *vma;
+
+#ifdef VMA_SLAB_DISABLED
+	vma = malloc(sizeof(*vma));
+	if (vma)
+		vma_bytes += sizeof(*vma);
+	return vma;
+#else
+	if (!vma_free_list) {
+		struct vma_chunk *c = malloc(sizeof(*c));
+
+		if (!c)
+			return NULL;
+		c->next = vma_chunks;
+		vma_chunks = c;
+		vma_bytes += sizeof(*c);
+		for (size_t i = 0; i < VMAS_PER_CHUNK; i++) {
+			c->vmas[i].vm_prev = vma_free_list;
+			vma_free_list = &c->vmas[i];
+		}
+	}
+	vma = vma_free_list;
+	vma_free_list = vma->vm_prev;
+	return vma;
+#endif
+}
+
+static void vma_free(struct vm_area_struct *vma)
+{
+	if (!vma)
+		return;
+#ifdef VMA_SLAB_DISABLED
+	vma_bytes -= sizeof(*vma);
+	free(vma);
+#else
+	vma->vm_prev = vma_free_list;
+	vma_free_list = vma;
+#endif
+}
+
+/* ---- the address-ordered tree, augmented by the largest gap ---- */
+
+static inline struct vm_area_struct *rb_vma(const struct rb_node *n)
+{
+	return rb_entry_safe(n, struct vm_area_struct, vm_rb);
+}
+
+/* Free bytes between vma and the VMA (or arena start) below it. */
+static inline unsigned long vma_gap(const struct vm_area_struct *vma)
+{
+	unsigned long below = vma->vm_prev ? vma->vm_prev->vm_end
+					   : vma->vm_mm->mmap_base;
+
+	return vma->vm_start - below;
+}
+
+static unsigned long vma_compute_subtree_gap(const struct vm_area_struct *vma)
+{
+	unsigned long gap = vma_gap(vma);
+
+	if (vma->vm_rb.left && rb_vma(vma->vm_rb.left)->rb_subtree_gap > gap)
+		gap = rb_vma(vma->vm_rb.left)->rb_subtree_gap;
+	if (vma->vm_rb.right && rb_vma(vma->vm_rb.right)->rb_subtree_gap > gap)
+		gap = rb_vma(vma->vm_rb.right)->rb_subtree_gap;
+	return gap;
+}
+
+static bool vma_gap_recompute(struct rb_node *n)
+{
+	struct vm_area_struct *vma = rb_vma(n);
+	unsigned long gap = vma_compute_subtree_gap(vma);
+
+	if (vma->rb_subtree_gap == gap)
+		return false;
+	vma->rb_subtree_gap = gap;
+	return true;
+}
+
+/* The gap below vma changed (its start, or its lower neighbour's end). */
+static inline void vma_gap_update(struct vm_area_struct *vma)
+{
+	if (vma)
+		rb_propagate(&vma->vm_rb, vma_gap_recompute);
+}
+
+/* Adds vma (fields set, not overlapping anything) to mm and the rmap. */
+static void vma_link(struct mm_struct *mm, struct vm_area_struct *vma)
+{
+	struct rb_node **link = &mm->mm_rb.node, *parent = NULL;
+	struct vm_area_struct *prev = NULL, *next;
+
+	while (*link) {
+		struct vm_area_struct *cur = rb_vma(*link);
+
+		parent = *link;
+		if (vma->vm_start < cur->vm_start) {
+			link = &parent->left;
+		} else {
+			prev = cur;
+			link = &parent->right;
+		}
+	}
+	vma->vm_mm = mm;
+	vma->vm_prev = prev;
+	vma->rb_subtree_gap = 0;
+	rb_link_node(&vma->vm_rb, parent, link);
+	rb_insert(&vma->vm_rb, &mm->mm_rb, vma_gap_recompute);
+	next = vma_next(vma);
+	if (next) {
+		next->vm_prev = vma;
+		vma_gap_update(next);
+	}
+	if (vma->vm_file)
+		vma_interval_tree_insert(vma, vma->vm_file);
+	mm->map_count++;
+	mm->total_vm += vma_pages(vma);
+}
+
+/* Removes vma from mm and the rmap; the caller closes and frees it. */
+static void vma_unlink(struct mm_struct *mm, struct vm_area_struct *vma)
+{
+	struct vm_area_struct *next = vma_next(vma);
+
+	if (vma->vm_file)
+		vma_interval_tree_remove(vma, vma->vm_file);
+	rb_erase(&vma->vm_rb, &mm->mm_rb, vma_gap_recompute);
+	if (next) {
+		next->vm_prev = vma->vm_prev;
+		vma_gap_update(next);
+	}
+	if (mm->mmap_cache == vma)
+		mm->mmap_cache = NULL;
+	mm->map_count--;
+	mm->total_vm -= vma_pages(vma);
+}
+
+/*
+ * Gives a linked VMA new bounds and offset. The new range may only cover
+ * space that is free or was its own, so the tree order holds.
+ */
+static void vma_adjust(struct vm_area_struct *vma, unsigned long start,
+		       unsigned long end, unsigned long pgoff)
+{
+	struct mm_struct *mm = vma->vm_mm;
+	bool start_moved = start != vma->vm_start;
+	bool end_moved = end != vma->vm_end;
+
+	if (vma->vm_file)
+		vma_interval_tree_remove(vma, vma->vm_file);
+	mm->total_vm -= vma_pages(vma);
+	vma->vm_start = start;
+	vma->vm_end = end;
+	vma->vm_pgoff = pgoff;
+	mm->total_vm += vma_pages(vma);
+	if (vma->vm_file)
+		vma_interval_tree_insert(vma, vma->vm_file);
+	if (start_moved)
+		vma_gap_update(vma);
+	if (end_moved)
+		vma_gap_update(vma_next(vma));
+}
+
+static inline void vma_open(struct vm_area_struct *vma)
+{
+	if (vma->vm_ops && vma->vm_ops->open)
+		vma->vm_ops->open(vma);
+}
+
+static inline void vma_close(struct vm_area_struct *vma)
+{
+	if (vma->vm_ops && vma->vm_ops->close)
+		vma->vm_ops->close(vma);
+}
+
+/* Unlinks, closes and frees. */
+static void vma_remove(struct mm_struct *mm, struct vm_area_struct *vma)
+{
+	vma_unlink(mm, vma);
+	vma_close(vma);
+	vma_free(vma);
+}
+
+/* ---- merging and splitting ---- */
+
+static bool vma_attrs_match(const struct vm_area_struct *a, unsigned int flags,
+			    struct address_space *file,
+			    const struct vm_operations_struct *ops)
+{
+	return a->vm_flags == flags && a->vm_file == file && a->vm_ops == ops &&
+	       !(flags & VM_SPECIAL);
+}
+
+/* Could a and the VMA right above it (starting at a->vm_end) be one? */
+static bool vma_can_merge(const struct vm_area_struct *a,
+			  const struct vm_area_struct *b)
+{
+	if (!a || !b || a->vm_end != b->vm_start)
+		return false;
+	if (!vma_attrs_match(a, b->vm_flags, b->vm_file, b->vm_ops))
+		return false;
+	return !a->vm_file || a->vm_pgoff + vma_pages(a) == b->vm_pgoff;
+}
+
+/* a absorbs b, its upper neighbour; b is closed and freed. */
+static void vma_merge_pair(struct mm_struct *mm, struct vm_area_struct *a,
+			   struct vm_area_struct *b)
+{
+	unsigned long end = b->vm_end;
+
+	vma_remove(mm, b);
+	vma_adjust(a, a->vm_start, end, a->vm_pgoff);
+}
+
+/*
+ * Merges every mergeable pair whose common boundary lies in [start, end].
+ * After an operation that changed [start, end), this restores the
+ * canonical form: nothing outside the range changed.
+ */
+static void vma_merge_range(struct mm_struct *mm, unsigned long start,
+			    unsigned long end)
+{
+	struct vm_area_struct *prev, *cur, *next;
+
+	cur = find_vma_prev(mm, start, &prev);
+	if (prev)
+		cur = prev;
+	while (cur && cur->vm_end <= end) {
+		next = vma_next(cur);
+		if (!next || next->vm_start > end)
+			break;
+		if (vma_can_merge(cur, next))
+			vma_merge_pair(mm, cur, next);
+		else
+			cur = next;
+	}
+}
+
+/*
+ * Splits vma at addr using the preallocated spare: vma keeps [vm_start,
+ * addr) and the spare, returned, becomes [addr, vm_end).
+ */
+static struct vm_area_struct *vma_split(struct mm_struct *mm,
+					struct vm_area_struct *vma,
+					unsigned long addr,
+					struct vm_area_struct *spare)
+{
+	unsigned long end = vma->vm_end;
+
+	*spare = *vma;
+	spare->vm_start = addr;
+	if (vma->vm_file)
+		spare->vm_pgoff = vma_pgoff_at(vma, addr);
+	vma_adjust(vma, vma->vm_start, addr, vma->vm_pgoff);
+	spare->vm_end = end;
+	vma_link(mm, spare);
+	vma_open(spare);
+	return spare;
+}
+
+/* A small reserve of VMAs taken before an operation starts changing things. */
+struct vma_reserve {
+	struct vm_area_struct *v[5];
+	int n;
+};
+
+static int vma_reserve_fill(struct vma_reserve *r, int n)
+{
+	r->n = 0;
+	while (r->n < n) {
+		r->v[r->n] = vma_alloc();
+		if (!r->v[r->n])
+			return -ENOMEM;
+		r->n++;
+	}
+	return 0;
+}
+
+static struct vm_area_struct *vma_reserve_take(struct vma_reserve *r)
+{
+	if (r->n == 0)
+		abort(); /* the count was worked out wrong: a bug */
+	return r->v[--r->n];
+}
+
+static void vma_reserve_release(struct vma_reserve *r)
+{
+	while (r->n > 0)
+		vma_free(r->v[--r->n]);
+}
+
+static bool map_count_allows(const struct mm_struct *mm, int more)
+{
+	return !mm->max_map_count || mm->map_count + more <= mm->max_map_count;
+}
+
+/* ---- lookup ---- */
+
+void mm_init(struct mm_struct *mm, unsigned long mmap_base,
+	     unsigned long task_size)
+{
+	memset(mm, 0, sizeof(*mm));
+	mm->mmap_base = mmap_base & PAGE_MASK;
+	mm->task_size = task_size & PAGE_MASK;
+}
+
+struct vm_area_struct *find_vma(struct mm_struct *mm, unsigned long addr)
+{
+	struct vm_area_struct *vma = mm->mmap_cache, *found = NULL;
+	struct rb_node *n;
+
+	if (vma && vma->vm_start <= addr && addr < vma->vm_end)
+		return vma;
+	n = mm->mm_rb.node;
+	while (n) {
+		vma = rb_vma(n);
+		if (addr < vma->vm_end) {
+			found = vma;
+			if (vma->vm_start <= addr)
+				break;
+			n = n->left;
+		} else {
+			n = n->right;
+		}
+	}
+	if (found)
+		mm->mmap_cache = found;
+	return found;
+}
+
+struct vm_area_struct *find_vma_prev(struct mm_struct *mm, unsigned long addr,
+				     struct vm_area_struct **pprev)
+{
+	struct vm_area_struct *vma = find_vma(mm, addr);
+
+	*pprev = vma ? vma->vm_prev : mm_last_vma(mm);
+	return vma;
+}
+
+struct vm_area_struct *find_vma_intersection(struct mm_struct *mm,
+					     unsigned long start,
+					     unsigned long end)
+{
+	struct vm_area_struct *vma = find_vma(mm, start);
+
+	return vma && vma->vm_start < end ? vma : NULL;
+}
+
+/* ---- placement ---- */
+
+static bool range_in_arena(const struct mm_struct *mm, unsigned long addr,
+			   unsigned long len)
+{
+	return addr >= mm->mmap_base && len <= mm->task_size - mm->mmap_base &&
+	       addr <= mm->task_size - len;
+}
+
+/* Highest start for len bytes in a free gap, or -ENOMEM. */
+static long unmapped_area_topdown(struct mm_struct *mm, unsigned long len)
+{
+	struct vm_area_struct *last = mm_last_vma(mm), *vma;
+	unsigned long top = last ? last->vm_end : mm->mmap_base;
+	struct rb_node *n;
+
+	if (mm->task_size - top >= len)
+		return (long)(mm->task_size - len);
+	n = mm->mm_rb.node;
+	if (!n || rb_vma(n)->rb_subtree_gap < len)
+		return -ENOMEM;
+	/*
+	 * Descend towards the highest gap that fits: right subtree first, then
+	 * the gap below this VMA, then the left subtree. The augmentation says
+	 * which of the three holds one, so this is one path down.
+	 */
+	for (;;) {
+		vma = rb_vma(n);
+		if (n->right && rb_vma(n->right)->rb_subtree_gap >= len) {
+			n = n->right;
+			continue;
+		}
+		if (vma_gap(vma) >= len)
+			return (long)(vma->vm_start - len);
+		if (n->left && rb_vma(n->left)->rb_subtree_gap >= len) {
+			n = n->left;
+			continue;
+		}
+		abort(); /* the augmentation promised a gap: corrupt tree */
+	}
+}
+
+long get_unmapped_area(struct mm_struct *mm, unsigned long addr,
+		       unsigned long len, int flags)
+{
+	if (len == 0)
+		return -EINVAL;
+	if (len > mm->task_size - mm->mmap_base)
+		return -ENOMEM;
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+		if (!PAGE_ALIGNED(addr))
+			return -EINVAL;
+		if (!range_in_arena(mm, addr, len))
+			return -ENOMEM;
+		/* As in the kernel, NOREPLACE wins over a MAP_FIXED beside it. */
+		if ((flags & MAP_FIXED_NOREPLACE) &&
+		    find_vma_intersection(mm, addr, addr + len))
+			return -EEXIST;
+		return (long)addr;
+	}
+	if (addr) {
+		addr = PAGE_ALIGN(addr);
+		if (addr && range_in_arena(mm, addr, len) &&
+		    !find_vma_intersection(mm, addr, addr + len))
+			return (long)addr;
+	}
+	return unmapped_area_topdown(mm, len);
+}
+
+/* ---- unmap ---- */
+
+/* How many more VMAs unmapping [start, end) leaves (1 for a middle split). */
+static int munmap_vma_delta(struct mm_struct *mm, unsigned long start,
+			    unsigned long end)
+{
+	struct vm_area_struct *vma = find_vma(mm, start);
+
+	return vma && vma->vm_start < start && vma->vm_end > end ? 1 : 0;
+}
+
+/* Unmaps [start, end), both checked, with r holding the VMAs needed. */
+static void munmap_range(struct mm_struct *mm, unsigned long start,
+			 unsigned long end, struct vma_reserve *r)
+{
+	struct vm_area_struct *vma = find_vma(mm, start), *next;
+
+	if (!vma || vma->vm_start >= end)
+		return;
+	if (vma->vm_start < start)
+		vma = vma_split(mm, vma, start, vma_reserve_take(r));
+	while (vma && vma->vm_start < end) {
+		if (vma->vm_end > end)
+			vma_split(mm, vma, end, vma_reserve_take(r));
+		next = vma_next(vma);
+		vma_remove(mm, vma);
+		vma = next;
+	}
+}
+
+/* Splits needed at the two edges of [start, end): at most two. */
+static int edge_splits(struct mm_struct *mm, unsigned long start,
+		       unsigned long end)
+{
+	struct vm_area_struct *vma = find_vma(mm, start);
+	int n = 0;
+
+	if (vma && vma->vm_start < start && vma->vm_end > start)
+		n++;
+	vma = find_vma(mm, end);
+	if (vma && vma->vm_start < end)
+		n++;
+	return n;
+}
+
+int do_munmap(struct mm_struct *mm, unsigned long start, unsigned long len)
+{
+	struct vma_reserve r;
+	unsigned long end;
+
+	if (!PAGE_ALIGNED(start) || len == 0)
+		return -EINVAL;
+	len = PAGE_ALIGN(len);
+	if (len == 0 || !range_in_arena(mm, start, len))
+		return -EINVAL;
+	end = start + len;
+	if (!map_count_allows(mm, munmap_vma_delta(mm, start, end)))
+		return -ENOMEM;
+	if (vma_reserve_fill(&r, edge_splits(mm, start, end))) {
+		vma_reserve_release(&r);
+		return -ENOMEM;
+	}
+	munmap_range(mm, start, end, &r);
+	vma_reserve_release(&r);
+	return 0;
+}
+
+/* ---- map ---- */
+
+static unsigned int calc_vm_prot_bits(int prot)
+{
+	return (prot & PROT_READ ? VM_READ : 0) |
+	       (prot & PROT_WRITE ? VM_WRITE : 0) |
+	       (prot & PROT_EXEC ? VM_EXEC : 0);
+}
+
+/*
+ * Maps [addr, addr + len) with the given attributes over whatever is there,
+ * merging with the neighbours. r holds enough VMAs for the unmap and one new
+ * VMA. Returns the VMA now holding addr.
+ */
+static struct vm_area_struct *
+mmap_region(struct mm_struct *mm, unsigned long addr, unsigned long len,
+	    unsigned int vm_flags, struct address_space *file,
+	    unsigned long pgoff, const struct vm_operations_struct *ops,
+	    unsigned int policy_word, struct vma_reserve *r)
+{
+	unsigned long end = addr + len;
+	struct vm_area_struct *prev, *next, *vma;
+	bool merge_prev, merge_next;
+
+	munmap_range(mm, addr, end, r);
+
+	next = find_vma_prev(mm, addr, &prev);
+	merge_prev = prev && prev->vm_end == addr &&
+		     vma_attrs_match(prev, vm_flags, file, ops) &&
+		     (!file || prev->vm_pgoff + vma_pages(prev) == pgoff);
+	merge_next = next && next->vm_start == end &&
+		     vma_attrs_match(next, vm_flags, file, ops) &&
+		     (!file || pgoff + (len >> PAGE_SHIFT) == next->vm_pgoff);
+
+	if (merge_prev && merge_next) {
+		unsigned long next_end = next->vm_end;
+
+		vma_remove(mm, next);
+		vma_adjust(prev, prev->vm_start, next_end, prev->vm_pgoff);
+		return prev;
+	}
+	if (merge_prev) {
+		vma_adjust(prev, prev->vm_start, end, prev->vm_pgoff);
+		return prev;
+	}
+	if (merge_next) {
+		vma_adjust(next, addr, next->vm_end, pgoff);
+		return next;
+	}
+	vma = vma_reserve_take(r);
+	memset(vma, 0, sizeof(*vma));
+	vma->vm_start = addr;
+	vma->vm_end = end;
+	vma->vm_pgoff = pgoff;
+	vma->vm_file = file;
+	vma->vm_ops = ops;
+	vma->vm_flags = vm_flags;
+	vma->vm_policy_word = policy_word;
+	vma_link(mm, vma);
+	vma_open(vma);
+	return vma;
+}
+
+/* Works out the VMA flags of a request, or -errno. */
+static long mmap_vm_flags(const struct mmap_req *req, unsigned int *out)
+{
+	int type = req->flags & MAP_TYPE;
+	unsigned int vm_flags;
+
+	if (type != MAP_SHARED && type != MAP_PRIVATE &&
+	    type != MAP_SHARED_VALIDATE)
+		return -EINVAL;
+	vm_flags = calc_vm_prot_bits(req->prot) | VM_MAY_FLAGS |
+		   (req->vm_flags & ~(VM_ACCESS_FLAGS | VM_SHARED | VM_MAYSHARE));
+	if (req->flags & MAP_GROWSDOWN)
+		vm_flags |= VM_GROWSDOWN;
+	if (req->flags & MAP_LOCKED)
+		vm_flags |= VM_LOCKED;
+	if (req->flags & MAP_NORESERVE)
+		vm_flags |= VM_NORESERVE;
+
+	if (!req->obj) {
+		/* Anonymous private memory; shared memory needs an object. */
+		if (type != MAP_PRIVATE)
+			return -EINVAL;
+		*out = vm_flags;
+		return 0;
+	}
+	if (!(req->fmode & MAP_FMODE_READ))
+		return -EACCES;
+	if (!(req->fmode & MAP_FMODE_EXEC)) {
+		if (req->prot & PROT_EXEC)
+			return -EPERM;
+		vm_flags &= ~VM_MAYEXEC;
+	}
+	if (type != MAP_PRIVATE) {
+		if ((req->prot & PROT_WRITE) && !(req->fmode & MAP_FMODE_WRITE))
+			return -EACCES;
+		vm_flags |= VM_SHARED | VM_MAYSHARE;
+		/* A read-only fd gives a mapping that can never be written. */
+		if (!(req->fmode & MAP_FMODE_WRITE))
+			vm_flags &= ~(VM_MAYWRITE | VM_SHARED);
+	}
+	*out = vm_flags;
+	return 0;
+}
+
+long do_mmap(struct mm_struct *mm, const struct mmap_req *req,
+	     struct vm_area_struct **out)
+{
+	unsigned long len = req->len, pgoff = req->pgoff;
+	struct vm_area_struct *vma;
+	struct vma_reserve r;
+	unsigned int vm_flags;
+	long addr, err;
+
+	if (len == 0)
+		return -EINVAL;
+	len = PAGE_ALIGN(len);
+	if (len == 0)
+		return -ENOMEM;
+	if ((req->flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
+	    !PAGE_ALIGNED(req->addr))
+		return -EINVAL;
+	if (!req->obj)
+		pgoff = 0;
+	else if (pgoff + (len >> PAGE_SHIFT) < pgoff)
+		return -EOVERFLOW;
+	err = mmap_vm_flags(req, &vm_flags);
+	if (err)
+		return err;
+	addr = get_unmapped_area(mm, req->addr, len, req->flags);
+	if (addr < 0)
+		return addr;
+	if (!map_count_allows(mm, 1 + munmap_vma_delta(mm, addr, addr + len)))
+		return -ENOMEM;
+	if (vma_reserve_fill(&r, 1 + edge_splits(mm, addr, addr + len))) {
+		vma_reserve_release(&r);
+		return -ENOMEM;
+	}
+	vma = mmap_region(mm, addr, len, vm_flags, req->obj, pgoff, req->ops,
+			  0, &r);
+	vma_reserve_release(&r);
+	if (out)
+		*out = vma;
+	return addr;
+}
+
+/* ---- protect and advise ---- */
+
+/*
+ * Sets vm_flags = (vm_flags & ~clear) | set on every VMA in [start, end),
+ * which must be mapped whole. Splits only VMAs whose flags change, then
+ * merges across the touched boundaries. r holds two VMAs for the edges.
+ */
+static void vma_modify_flags(struct mm_struct *mm, unsigned long start,
+			     unsigned long end, unsigned int clear,
+			     unsigned int set, struct vma_reserve *r)
+{
+	struct vm_area_struct *vma = find_vma(mm, start);
+
+	while (vma && vma->vm_start < end) {
+		unsigned int flags = (vma->vm_flags & ~clear) | set;
+
+		if (flags != vma->vm_flags) {
+			if (vma->vm_start < start)
+				vma = vma_split(mm, vma, start,
+						vma_reserve_take(r));
+			if (vma->vm_end > end)
+				vma_split(mm, vma, end, vma_reserve_take(r));
+			vma->vm_flags = flags;
+		}
+		vma = vma_next(vma);
+	}
+	vma_merge_range(mm, start, end);
+}
+
+/* True if [start, end) is mapped with no hole. */
+static bool range_fully_mapped(struct mm_struct *mm, unsigned long start,
+			       unsigned long end)
+{
+	struct vm_area_struct *vma = find_vma(mm, start);
+	unsigned long pos = start;
+
+	for (; vma && vma->vm_start <= pos; vma = vma_next(vma)) {
+		pos = vma->vm_end;
+		if (pos >= end)
+			return true;
+	}
+	return false;
+}
+
+int do_mprotect(struct mm_struct *mm, unsigned long start, unsigned long len,
+		int prot)
+{
+	unsigned int newbits = calc_vm_prot_bits(prot);
+	struct vm_area_struct *vma;
+	struct vma_reserve r;
+	unsigned long end;
+	int splits;
+
+	if (!PAGE_ALIGNED(start) ||
+	    (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	len = PAGE_ALIGN(len);
+	if (len == 0 || !range_in_arena(mm, start, len))
+		return -ENOMEM;
+	end = start + len;
+	if (!range_fully_mapped(mm, start, end))
+		return -ENOMEM;
+	for (vma = find_vma(mm, start); vma && vma->vm_start < end;
+	     vma = vma_next(vma)) {
+		/* VM_MAY* sit four bits above the access bits they allow. */
+		if (newbits & ~(vma->vm_flags >> 4) & VM_ACCESS_FLAGS)
+			return -EACCES;
+	}
+	splits = edge_splits(mm, start, end);
+	if (!map_count_allows(mm, splits))
+		return -ENOMEM;
+	if (vma_reserve_fill(&r, splits)) {
+		vma_reserve_release(&r);
+		return -ENOMEM;
+	}
+	vma_modify_flags(mm, start, end, VM_ACCESS_FLAGS, newbits, &r);
+	vma_reserve_release(&r);
+	return 0;
+}
+
+/* The VMA flags an advice changes, or -EINVAL; 1 if it changes none. */
+static int madvise_flags(int advice, unsigned int *clear, unsigned int *set)
+{
+	*clear = *set = 0;
+	switch (advice) {
+	case MADV_NORMAL:
+		*clear = VM_SEQ_READ | VM_RAND_READ;
+		return 0;
+	case MADV_SEQUENTIAL:
+		*clear = VM_RAND_READ;
+		*set = VM_SEQ_READ;
+		return 0;
+	case MADV_RANDOM:
+		*clear = VM_SEQ_READ;
+		*set = VM_RAND_READ;
+		return 0;
+	case MADV_DONTFORK:
+		*set = VM_DONTCOPY;
+		return 0;
+	case MADV_DOFORK:
+		*clear = VM_DONTCOPY;
+		return 0;
+	case MADV_DONTDUMP:
+		*set = VM_DONTDUMP;
+		return 0;
+	case MADV_DODUMP:
+		*clear = VM_DONTDUMP;
+		return 0;
+	case MADV_WILLNEED:
+	case MADV_DONTNEED:
+	case MADV_FREE:
+	case MADV_REMOVE:
+	case MADV_COLD:
+	case MADV_PAGEOUT:
+	case MADV_HUGEPAGE:
+	case MADV_NOHUGEPAGE:
+	case MADV_MERGEABLE:
+	case MADV_UNMERGEABLE:
+	case MADV_WIPEONFORK:
+	case MADV_KEEPONFORK:
+	case MADV_POPULATE_READ:
+	case MADV_POPULATE_WRITE:
+		return 1;
+	default:
+		return -EINVAL;
+	}
+}
+
+int do_madvise(struct mm_struct *mm, unsigned long start, unsigned long len,
+	       int advice)
+{
+	unsigned int clear, set;
+	struct vma_reserve r;
+	unsigned long end, pos;
+	bool hole = false;
+	int kind;
+
+	kind = madvise_flags(advice, &clear, &set);
+	if (kind < 0 || !PAGE_ALIGNED(start))
+		return -EINVAL;
+	len = PAGE_ALIGN(len);
+	end = start + len;
+	if (end < start)
+		return -EINVAL;
+	if (end == start)
+		return 0;
+	if (!range_in_arena(mm, start, len))
+		return -ENOMEM;
+	/* Like the kernel: apply to each mapped piece, then report holes. */
+	for (pos = start; pos < end;) {
+		struct vm_area_struct *vma = find_vma(mm, pos);
+		unsigned long piece_end;
+
+		if (!vma || vma->vm_start >= end) {
+			hole = true;
+			break;
+		}
+		if (vma->vm_start > pos) {
+			hole = true;
+			pos = vma->vm_start;
+		}
+		piece_end = vma->vm_end < end ? vma->vm_end : end;
+		if (kind == 0) {
+			int splits = edge_splits(mm, pos, piece_end);
+
+			if (!map_count_allows(mm, splits) ||
+			    vma_reserve_fill(&r, splits)) {
+				vma_reserve_release(&r);
+				return -ENOMEM;
+			}
+			vma_modify_flags(mm, pos, piece_end, clear, set, &r);
+			vma_reserve_release(&r);
+		}
+		pos = piece_end;
+	}
+	return hole ? -ENOMEM : 0;
+}
+
+/* ---- remap ---- */
+
+/*
+ * Moves [old_addr, +old_len) of vma to new_addr as new_len bytes: maps the
+ * destination with the same attributes, then unmaps the source. Merging at
+ * the destination can move the source's edges, so the reserve covers the
+ * worst case: one new VMA and two splits at each range.
+ */
+static long move_vma(struct mm_struct *mm, struct vm_area_struct *vma,
+		     unsigned long old_addr, unsigned long old_len,
+		     unsigned long new_addr, unsigned long new_len,
+		     bool dontunmap)
+{
+	unsigned int flags = vma->vm_flags, word = vma->vm_policy_word;
+	struct address_space *file = vma->vm_file;
+	const struct vm_operations_struct *ops = vma->vm_ops;
+	unsigned long pgoff = file ? vma_pgoff_at(vma, old_addr) : 0;
+	struct vma_reserve r;
+	int delta;
+
+	delta = 1 + munmap_vma_delta(mm, new_addr, new_addr + new_len);
+	if (!dontunmap)
+		delta += munmap_vma_delta(mm, old_addr, old_addr + old_len);
+	if (!map_count_allows(mm, delta))
+		return -ENOMEM;
+	if (vma_reserve_fill(&r, 5)) {
+		vma_reserve_release(&r);
+		return -ENOMEM;
+	}
+	mmap_region(mm, new_addr, new_len, flags, file, pgoff, ops, word, &r);
+	if (!dontunmap)
+		munmap_range(mm, old_addr, old_addr + old_len, &r);
+	vma_reserve_release(&r);
+	return (long)new_addr;
+}
+
+long do_mremap(struct mm_struct *mm, unsigned long old_addr,
+	       unsigned long old_len, unsigned long new_len, int flags,
+	       unsigned long new_addr)
+{
+	struct vm_area_struct *vma, *next;
+	unsigned long old_end;
+	long addr;
+
+	if (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP))
+		return -EINVAL;
+	if ((flags & MREMAP_FIXED) && !(flags & MREMAP_MAYMOVE))
+		return -EINVAL;
+	if (!PAGE_ALIGNED(old_addr))
+		return -EINVAL;
+	old_len = PAGE_ALIGN(old_len);
+	new_len = PAGE_ALIGN(new_len);
+	/*
+	 * old_len == 0 asks the kernel to duplicate a shared mapping; the
+	 * engine does not model that and refuses it.
+	 */
+	if (new_len == 0 || old_len == 0)
+		return -EINVAL;
+	if ((flags & MREMAP_DONTUNMAP) &&
+	    (!(flags & MREMAP_MAYMOVE) || old_len != new_len))
+		return -EINVAL;
+	if (!range_in_arena(mm, old_addr, old_len))
+		return -EFAULT;
+	old_end = old_addr + old_len;
+	if (flags & MREMAP_FIXED) {
+		if (!PAGE_ALIGNED(new_addr) ||
+		    !range_in_arena(mm, new_addr, new_len))
+			return -EINVAL;
+		if (new_addr < old_end && old_addr < new_addr + new_len)
+			return -EINVAL;
+	}
+
+	vma = find_vma(mm, old_addr);
+	if (!vma || vma->vm_start > old_addr || old_end > vma->vm_end)
+		return -EFAULT;
+	if (new_len > old_len && (vma->vm_flags & (VM_DONTEXPAND | VM_PFNMAP)))
+		return -EFAULT;
+
+	if (flags & MREMAP_FIXED)
+		return move_vma(mm, vma, old_addr, old_len, new_addr, new_len,
+				flags & MREMAP_DONTUNMAP);
+	if (flags & MREMAP_DONTUNMAP) {
+		addr = get_unmapped_area(mm, new_addr, new_len, 0);
+		if (addr < 0)
+			return addr;
+		return move_vma(mm, vma, old_addr, old_len, (unsigned long)addr,
+				new_len, true);
+	}
+	if (new_len <= old_len) {
+		if (new_len < old_len) {
+			int err = do_munmap(mm, old_addr + new_len,
+					    old_len - new_len);
+			if (err)
+				return err;
+		}
+		return (long)old_addr;
+	}
+	/* Grow in place when the range ends the VMA and the space above is free. */
+	next = vma_next(vma);
+	if (old_end == vma->vm_end &&
+	    range_in_arena(mm, old_addr, new_len) &&
+	    (!next || next->vm_start >= old_addr + new_len)) {
+		vma_adjust(vma, vma->vm_start, old_addr + new_len,
+			   vma->vm_pgoff);
+		vma_merge_range(mm, vma->vm_end, vma->vm_end);
+		return (long)old_addr;
+	}
+	if (!(flags & MREMAP_MAYMOVE))
+		return -ENOMEM;
+	addr = get_unmapped_area(mm, 0, new_len, 0);
+	if (addr < 0)
+		return addr;
+	return move_vma(mm, vma, old_addr, old_len, (unsigned long)addr,
+			new_len, false);
+}
+
+/* ---- fork and exit ---- */
+
+int dup_mmap(struct mm_struct *child, struct mm_struct *parent)
+{
+	struct vm_area_struct *vma, *copy;
+
+	for_each_vma(parent, vma) {
+		if (vma->vm_flags & VM_DONTCOPY)
+			continue;
+		copy = vma_alloc();
+		if (!copy) {
+			exit_mmap(child);
+			return -ENOMEM;
+		}
+		*copy = *vma;
+		/* Locks are not inherited across fork. */
+		copy->vm_flags &= ~(VM_LOCKED | VM_LOCKONFAULT);
+		vma_link(child, copy);
+		vma_open(copy);
+	}
+	/* Dropping VM_LOCKED may have made neighbours identical. */
+	vma_merge_range(child, child->mmap_base, child->task_size);
+	return 0;
+}
+
+void exit_mmap(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma;
+	struct rb_node *n, *p;
+
+	for_each_vma(mm, vma) {
+		if (vma->vm_file)
+			vma_interval_tree_remove(vma, vma->vm_file);
+		vma_close(vma);
+	}
+	/* Free bottom-up without rebalancing: the tree is going away. */
+	n = mm->mm_rb.node;
+	while (n) {
+		if (n->left) {
+			n = n->left;
+		} else if (n->right) {
+			n = n->right;
+		} else {
+			p = rb_parent(n);
+			if (p) {
+				if (p->left == n)
+					p->left = NULL;
+				else
+					p->right = NULL;
+			}
+			vma_free(rb_vma(n));
+			n = p;
+		}
+	}
+	mm->mm_rb.node = NULL;
+	mm->mmap_cache = NULL;
+	mm->map_count = 0;
+	mm->total_vm = 0;
+}
+
+/* ---- output ---- */
+
+int vma_format_maps(const struct vm_area_struct *vma, const char *path,
+		    char *buf, size_t size)
+{
+	unsigned long dev = vma->vm_file ? vma->vm_file->dev : 0;
+	unsigned long ino = vma->vm_file ? vma->vm_file->ino : 0;
+	unsigned long long off =
+		vma->vm_file ? (unsigned long long)vma->vm_pgoff << PAGE_SHIFT : 0;
+	int n;
+
+	n = snprintf(buf, size, "%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu ",
+		     vma->vm_start, vma->vm_end,
+		     vma->vm_flags & VM_READ ? 'r' : '-',
+		     vma->vm_flags & VM_WRITE ? 'w' : '-',
+		     vma->vm_flags & VM_EXEC ? 'x' : '-',
+		     vma->vm_flags & VM_MAYSHARE ? 's' : 'p', off,
+		     major(dev), minor(dev), ino);
+	if (!path || n < 0)
+		return n;
+	/* The kernel pads the fixed part to 72 columns, then one space. */
+	return n + snprintf(buf + ((size_t)n < size ? (size_t)n : size),
+			    (size_t)n < size ? size - (size_t)n : 0,
+			    "%*s%s", n < 73 ? 73 - n : 0, "", path);
+}
+
+/* ---- validation ---- */
+
+static int validate_subtree_gaps(struct rb_node *n, unsigned long *gap)
+{
+	unsigned long l = 0, r = 0, own;
+	struct vm_area_struct *vma;
+
+	if (!n) {
+		*gap = 0;
+		return 0;
+	}
+	if (validate_subtree_gaps(n->left, &l) ||
+	    validate_subtree_gaps(n->right, &r))
+		return -1;
+	vma = rb_vma(n);
+	own = vma_gap(vma);
+	*gap = own > l ? own : l;
+	*gap = *gap > r ? *gap : r;
+	if (vma->rb_subtree_gap != *gap) {
+		fprintf(stderr,
+			"vma %#lx-%#lx: subtree gap %#lx, should be %#lx\n",
+			vma->vm_start, vma->vm_end, vma->rb_subtree_gap, *gap);
+		return -1;
+	}
+	return 0;
+}
+
+int validate_mm(struct mm_struct *mm)
+{
+	struct vm_area_struct *vma, *prev = NULL, *cached = mm->mmap_cache;
+	unsigned long pages = 0, gap;
+	bool cache_found = cached == NULL;
+	int count = 0;
+
+	if (rb_validate(&mm->mm_rb) < 0) {
+		fprintf(stderr, "mm: red-black properties broken\n");
+		return -1;
+	}
+	for_each_vma(mm, vma) {
+		if (vma->vm_start >= vma->vm_end ||
+		    !PAGE_ALIGNED(vma->vm_start) || !PAGE_ALIGNED(vma->vm_end)) {
+			fprintf(stderr, "vma %#lx-%#lx: bad bounds\n",
+				vma->vm_start, vma->vm_end);
+			return -1;
+		}
+		if (vma->vm_start < mm->mmap_base ||
+		    vma->vm_end > mm->task_size) {
+			fprintf(stderr, "vma %#lx-%#lx: outside the arena\n",
+				vma->vm_start, vma->vm_end);
+			return -1;
+		}
+		if (vma->vm_mm != mm || vma->vm_prev != prev) {
+			fprintf(stderr, "vma %#lx-%#lx: bad mm or prev link\n",
+				vma->vm_start, vma->vm_end);
+			return -1;
+		}
+		if (prev && prev->vm_end > vma->vm_start) {
+			fprintf(stderr, "vma %#lx-%#lx overlaps %#lx-%#lx\n",
+				vma->vm_start, vma->vm_end, prev->vm_start,
+				prev->vm_end);
+			return -1;
+		}
+		if (vma_can_merge(prev, vma)) {
+			fprintf(stderr, "vma %#lx-%#lx could merge with %#lx-%#lx\n",
+				vma->vm_start, vma->vm_end, prev->vm_start,
+				prev->vm_end);
+			return -1;
+		}
+		if (vma->vm_file && !rmap_contains(vma->vm_file, vma)) {
+			fprintf(stderr, "vma %#lx-%#lx: missing from rmap\n",
+				vma->vm_start, vma->vm_end);
+			return -1;
+		}
+		if (vma == cached)
+			cache_found = true;
+		pages += vma_pages(vma);
+		count++;
+		prev = vma;
+	}
+	if (!cache_found) {
+		fprintf(stderr, "mm: lookup cache points outside the mm\n");
+		return -1;
+	}
+	if (count != mm->map_count || pages != mm->total_vm) {
+		fprintf(stderr, "mm: %d VMAs / %lu pages, counters say %d / %lu\n",
+			count, pages, mm->map_count, mm->total_vm);
+		return -1;
+	}
+	return validate_subtree_gaps(mm->mm_rb.node, &gap);
+}
