@@ -64,6 +64,10 @@ $(BUILD)/libengine.a: $(ENGINE_OBJS)
 $(BUILD)/upage-demo: $(BUILD)/tests/demo_vma.o $(BUILD)/libengine.a
 	$(CC) $(LDFLAGS) -o $@ $^
 
+# Daemon modules tested on their own.
+$(BUILD)/tests/test_io: $(BUILD)/tests/test_io.o $(BUILD)/daemon/io.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(EV_LIBS) $(URING_LIBS)
+
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(BUILD)/libengine.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
 

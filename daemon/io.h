@@ -1,0 +1,68 @@
+/*
+ * io.h - backing-store I/O through io_uring, driven by the daemon's libev loop.
+ *
+ * Contract
+ *
+ * - io_read()/io_write()/io_fsync() only queue a request. Everything queued
+ *   during one loop iteration is submitted at once, just before the loop
+ *   sleeps (an ev_prepare watcher), so a burst of faults costs one
+ *   io_uring_enter. io_flush() submits at once for callers that need it.
+ * - Completions arrive through an eventfd registered with the ring and
+ *   watched by the loop; each request's callback runs exactly once, from the
+ *   loop, with the byte count or -errno.
+ * - Short transfers are continued until the request is complete, the file
+ *   ends (reads: the callback gets the shorter count) or an error occurs.
+ * - The buffer must stay valid until the callback has run.
+ * - io_drain() waits for every request in flight (shutdown, msync).
+ * - Single-threaded: all calls from the loop's thread.
+ */
+#ifndef UPAGED_IO_H
+#define UPAGED_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ev.h>
+#include <liburing.h>
+
+typedef void (*io_done_fn)(void *arg, ssize_t res);
+
+struct io_stats {
+	uint64_t reads;        /* requests completed */
+	uint64_t writes;
+	uint64_t fsyncs;
+	uint64_t read_bytes;
+	uint64_t write_bytes;
+	uint64_t errors;       /* requests that ended in -errno */
+	uint64_t submits;      /* io_uring_submit calls */
+};
+
+struct io_ctx {
+	struct io_uring ring;
+	struct ev_loop *loop;
+	ev_io eventfd_watcher;
+	ev_prepare prepare_watcher;
+	int eventfd;
+	unsigned int queued;     /* SQEs not yet submitted */
+	unsigned int inflight;   /* requests whose callback has not run */
+	struct io_stats stats;
+};
+
+/* Sets up a ring of `entries` slots on loop; -errno on failure. */
+int io_init(struct io_ctx *io, struct ev_loop *loop, unsigned int entries);
+/* Waits for what is in flight, then tears down. */
+void io_exit(struct io_ctx *io);
+
+int io_read(struct io_ctx *io, int fd, void *buf, size_t len, off_t off,
+	    io_done_fn done, void *arg);
+int io_write(struct io_ctx *io, int fd, const void *buf, size_t len,
+	     off_t off, io_done_fn done, void *arg);
+int io_fsync(struct io_ctx *io, int fd, io_done_fn done, void *arg);
+
+/* Submits what is queued now. */
+void io_flush(struct io_ctx *io);
+/* Runs completions until nothing is in flight. */
+void io_drain(struct io_ctx *io);
+
+#endif
