@@ -53,8 +53,10 @@ struct vma_chunk {
 	struct vm_area_struct vmas[VMAS_PER_CHUNK];
 };
 
+#ifndef VMA_SLAB_DISABLED
 static struct vma_chunk *vma_chunks;
 static struct vm_area_struct *vma_free_list; /* linked through vm_prev */
+#endif
 static size_t vma_bytes;
 
 size_t vma_slab_bytes(void)
@@ -610,6 +612,41 @@ mmap_region(struct mm_struct *mm, unsigned long addr, unsigned long len,
 	return vma;
 }
 
+/*
+ * VMAs mm will have after mapping [addr, end) with these attributes over
+ * what is there: the VMAs it covers go, pieces sticking out at either edge
+ * stay, one is added, and one less for each side it merges with.
+ */
+static int mmap_count_after(struct mm_struct *mm, unsigned long addr,
+			    unsigned long end, unsigned int vm_flags,
+			    struct address_space *file, unsigned long pgoff,
+			    const struct vm_operations_struct *ops)
+{
+	struct vm_area_struct *vma, *left = NULL, *right = NULL;
+	int count = mm->map_count + 1;
+
+	vma = find_vma_prev(mm, addr, &left);
+	if (vma && vma->vm_start < addr)
+		left = vma;
+	for (; vma && vma->vm_start < end; vma = vma_next(vma)) {
+		/* It goes; what sticks out at either edge stays. */
+		count += -1 + (vma->vm_start < addr) + (vma->vm_end > end);
+		if (vma->vm_end > end)
+			right = vma;
+	}
+	if (!right)
+		right = vma && vma->vm_start == end ? vma : NULL;
+	if (left && left->vm_end >= addr && left->vm_start < addr &&
+	    vma_attrs_match(left, vm_flags, file, ops) &&
+	    (!file || vma_pgoff_at(left, addr) == pgoff))
+		count--;
+	if (right && right->vm_start <= end &&
+	    vma_attrs_match(right, vm_flags, file, ops) &&
+	    (!file || vma_pgoff_at(right, end) == pgoff + ((end - addr) >> PAGE_SHIFT)))
+		count--;
+	return count;
+}
+
 /* Works out the VMA flags of a request, or -errno. */
 static long mmap_vm_flags(const struct mmap_req *req, unsigned int *out)
 {
@@ -681,7 +718,9 @@ long do_mmap(struct mm_struct *mm, const struct mmap_req *req,
 	addr = get_unmapped_area(mm, req->addr, len, req->flags);
 	if (addr < 0)
 		return addr;
-	if (!map_count_allows(mm, 1 + munmap_vma_delta(mm, addr, addr + len)))
+	if (mm->max_map_count &&
+	    mmap_count_after(mm, addr, addr + len, vm_flags, req->obj, pgoff,
+			     req->ops) > mm->max_map_count)
 		return -ENOMEM;
 	if (vma_reserve_fill(&r, 1 + edge_splits(mm, addr, addr + len))) {
 		vma_reserve_release(&r);
@@ -1071,10 +1110,10 @@ int vma_format_maps(const struct vm_area_struct *vma, const char *path,
 		     major(dev), minor(dev), ino);
 	if (!path || n < 0)
 		return n;
-	/* The kernel pads the fixed part to 72 columns, then one space. */
+	/* The kernel pads the fixed part to 72 columns, then adds a space. */
 	return n + snprintf(buf + ((size_t)n < size ? (size_t)n : size),
 			    (size_t)n < size ? size - (size_t)n : 0,
-			    "%*s%s", n < 73 ? 73 - n : 0, "", path);
+			    "%*s %s", n < 72 ? 72 - n : 0, "", path);
 }
 
 /* ---- validation ---- */

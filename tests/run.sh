@@ -36,9 +36,9 @@ for bin in "$@"; do
 		s=$((s + 1))
 		continue
 	fi
-	passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
-	failed=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
-	passed=${passed:-0} failed=${failed:-0}
+	# A program may run several cmocka groups: add up every summary.
+	passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
+	failed=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s += $1} END {print s + 0}')
 	if [ $rc -ne 0 ] && [ "$failed" -eq 0 ]; then
 		echo "!! $bin exited with status $rc"
 		failed=1
