@@ -1,0 +1,560 @@
+/*
+ * backing.c - backing objects and their memfd page caches (contract in
+ * backing.h).
+ *
+ * File data never lands in the memfd through the daemon's mapping of it: a
+ * page reached through a mapping exists, zero-filled, before the data is
+ * copied in, and a client touching it then would see zeroes instead of
+ * faulting. Reads go into a bounce buffer and are then written into the
+ * memfd with write(2) semantics: the page cache page stays locked while it
+ * is filled, so a client fault on it waits and then sees whole data.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backing.h"
+
+/* Address space held for the view beyond the file's size, for growth. */
+#define VIEW_SLACK (1UL << 30)
+
+static unsigned long bitmap_words(unsigned long pages)
+{
+	return (pages + 63) / 64;
+}
+
+static void page_set(uint64_t *map, unsigned long i)
+{
+	map[i / 64] |= 1ULL << (i % 64);
+}
+
+static void page_clear(uint64_t *map, unsigned long i)
+{
+	map[i / 64] &= ~(1ULL << (i % 64));
+}
+
+static unsigned long backing_hash(const struct backing_table *t,
+				  unsigned long dev, unsigned long ino)
+{
+	unsigned long h = ino * 0x9e3779b97f4a7c15UL ^ dev;
+
+	return (h ^ (h >> 29)) % t->nbuckets;
+}
+
+int backing_table_init(struct backing_table *t, struct io_ctx *io,
+		       backing_ready_fn ready)
+{
+	memset(t, 0, sizeof(*t));
+	t->nbuckets = 1024;
+	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+	if (!t->buckets)
+		return -ENOMEM;
+	t->io = io;
+	t->ready = ready;
+	return 0;
+}
+
+static void backing_free(struct backing *b)
+{
+	struct backing_table *t = b->table;
+	struct backing **pp = &t->buckets[backing_hash(t, b->as.dev, b->as.ino)];
+
+	while (*pp != b)
+		pp = &(*pp)->hash_next;
+	*pp = b->hash_next;
+	t->count--;
+	t->resident_pages -= b->nr_resident;
+	munmap(b->view, b->view_reserved);
+	close(b->memfd);
+	close(b->fd);
+	free(b->resident);
+	free(b->reading);
+	free(b->dirty);
+	free(b);
+}
+
+void backing_table_exit(struct backing_table *t)
+{
+	for (unsigned long i = 0; i < t->nbuckets; i++)
+		while (t->buckets[i])
+			backing_free(t->buckets[i]);
+	free(t->buckets);
+	t->buckets = NULL;
+}
+
+void backing_hold(struct backing *b)
+{
+	b->refs++;
+}
+
+void backing_put(struct backing *b)
+{
+	if (--b->refs == 0)
+		backing_free(b);
+}
+
+/* Maps memfd pages [from, to) into the view, over the reservation. */
+static int view_map(struct backing *b, unsigned long from, unsigned long to)
+{
+	void *p;
+
+	if (to <= from)
+		return 0;
+	p = mmap(b->view + from * PAGE_SIZE, (to - from) * PAGE_SIZE,
+		 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, b->memfd,
+		 (off_t)(from * PAGE_SIZE));
+	return p == MAP_FAILED ? -errno : 0;
+}
+
+/* Gives view pages [from, to) back to the reservation. */
+static void view_unmap(struct backing *b, unsigned long from, unsigned long to)
+{
+	if (to > from)
+		mmap(b->view + from * PAGE_SIZE, (to - from) * PAGE_SIZE,
+		     PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+		     MAP_FIXED, -1, 0);
+}
+
+static int backing_create(struct backing_table *t, int fd,
+			  const struct stat *st, bool writable,
+			  struct backing **out)
+{
+	struct backing *b = calloc(1, sizeof(*b));
+	unsigned long reserve_pages, words, h;
+	char link[64];
+	ssize_t n;
+	int err;
+
+	if (!b)
+		return -ENOMEM;
+	b->fd = b->memfd = -1;
+	b->table = t;
+	b->writable = writable;
+	b->size = (uint64_t)st->st_size;
+	b->npages = PAGE_ALIGN(b->size) >> PAGE_SHIFT;
+	b->view_reserved = PAGE_ALIGN(b->size) + VIEW_SLACK;
+	reserve_pages = b->view_reserved >> PAGE_SHIFT;
+	words = bitmap_words(reserve_pages);
+	b->resident = calloc(words, sizeof(uint64_t));
+	b->reading = calloc(words, sizeof(uint64_t));
+	b->dirty = calloc(words, sizeof(uint64_t));
+	b->view = MAP_FAILED;
+	err = -ENOMEM;
+	if (!b->resident || !b->reading || !b->dirty)
+		goto fail;
+	b->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	b->memfd = memfd_create("upaged-cache", MFD_CLOEXEC);
+	if (b->fd < 0 || b->memfd < 0)
+		goto fail_errno;
+	if (ftruncate(b->memfd, (off_t)(b->npages * PAGE_SIZE)))
+		goto fail_errno;
+	b->view = mmap(NULL, b->view_reserved, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (b->view == MAP_FAILED)
+		goto fail_errno;
+	err = view_map(b, 0, b->npages);
+	if (err)
+		goto fail;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", b->fd);
+	n = readlink(link, b->path, sizeof(b->path) - 1);
+	b->path[n > 0 ? n : 0] = '\0';
+	address_space_init(&b->as, st->st_dev, st->st_ino);
+	b->refs = 1;
+	h = backing_hash(t, b->as.dev, b->as.ino);
+	b->hash_next = t->buckets[h];
+	t->buckets[h] = b;
+	t->count++;
+	*out = b;
+	return 0;
+
+fail_errno:
+	err = -errno;
+fail:
+	if (b->view != MAP_FAILED)
+		munmap(b->view, b->view_reserved);
+	if (b->memfd >= 0)
+		close(b->memfd);
+	if (b->fd >= 0)
+		close(b->fd);
+	free(b->resident);
+	free(b->reading);
+	free(b->dirty);
+	free(b);
+	return err;
+}
+
+int backing_get(struct backing_table *t, int fd, struct backing **out)
+{
+	struct backing *b;
+	struct stat st;
+	bool writable;
+	int fl;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -ENODEV;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	writable = (fl & O_ACCMODE) == O_RDWR;
+	for (b = t->buckets[backing_hash(t, st.st_dev, st.st_ino)]; b;
+	     b = b->hash_next) {
+		if (b->as.dev != (unsigned long)st.st_dev ||
+		    b->as.ino != (unsigned long)st.st_ino)
+			continue;
+		if (writable && !b->writable) {
+			/* Keep the fd that lets dirty pages reach the file. */
+			int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+			if (nfd < 0)
+				return -errno;
+			close(b->fd);
+			b->fd = nfd;
+			b->writable = true;
+		}
+		b->refs++;
+		*out = b;
+		return 0;
+	}
+	return backing_create(t, fd, &st, writable, out);
+}
+
+int backing_refresh_size(struct backing *b)
+{
+	unsigned long npages, i;
+	struct stat st;
+	int err;
+
+	if (fstat(b->fd, &st))
+		return -errno;
+	npages = PAGE_ALIGN((uint64_t)st.st_size) >> PAGE_SHIFT;
+	if (npages * PAGE_SIZE > b->view_reserved)
+		return -EFBIG;
+	if (npages < b->npages) {
+		/* Truncated: pages past the end leave every mapper. */
+		for (i = npages; i < b->npages; i++) {
+			if (page_test(b->resident, i)) {
+				page_clear(b->resident, i);
+				b->nr_resident--;
+				b->table->resident_pages--;
+			}
+			if (page_test(b->dirty, i)) {
+				page_clear(b->dirty, i);
+				b->nr_dirty--;
+			}
+		}
+		view_unmap(b, npages, b->npages);
+	}
+	if (ftruncate(b->memfd, (off_t)(npages * PAGE_SIZE)))
+		return -errno;
+	if (npages > b->npages) {
+		err = view_map(b, b->npages, npages);
+		if (err)
+			return err;
+	}
+	/* The old last page may now have file data past its old tail. */
+	if (npages != b->npages && b->npages &&
+	    (b->size & (PAGE_SIZE - 1)) && npages >= b->npages &&
+	    page_test(b->resident, b->npages - 1) &&
+	    !page_test(b->dirty, b->npages - 1))
+		backing_evict(b, b->npages - 1, 1);
+	b->size = (uint64_t)st.st_size;
+	b->npages = npages;
+	return 0;
+}
+
+/* One read of a run of pages: file -> bounce buffer -> memfd. */
+struct backing_read_io {
+	struct backing *b;
+	unsigned long first;
+	unsigned long npages;
+	size_t bytes;         /* file bytes in the run */
+	void *bounce;
+};
+
+static void backing_read_finish(struct backing_read_io *rio, int err)
+{
+	struct backing *b = rio->b;
+	unsigned long i;
+
+	for (i = rio->first; i < rio->first + rio->npages; i++) {
+		if (i >= b->npages || !page_test(b->reading, i))
+			continue;
+		page_clear(b->reading, i);
+		if (!err && !page_test(b->resident, i)) {
+			page_set(b->resident, i);
+			b->nr_resident++;
+			b->table->resident_pages++;
+		}
+	}
+	if (err)
+		b->stats.io_errors++;
+	else
+		b->stats.read_pages += rio->npages;
+	if (b->table->ready)
+		b->table->ready(b, rio->first, rio->npages, err);
+	free(rio->bounce);
+	free(rio);
+	backing_put(b);
+}
+
+static void backing_fill_done(void *arg, ssize_t res)
+{
+	struct backing_read_io *rio = arg;
+
+	backing_read_finish(rio, res < 0 ? (int)res : 0);
+}
+
+static void backing_read_done(void *arg, ssize_t res)
+{
+	struct backing_read_io *rio = arg;
+	struct backing *b = rio->b;
+	size_t len;
+	int err;
+
+	if (res < 0) {
+		backing_read_finish(rio, (int)res);
+		return;
+	}
+	/*
+	 * Fewer bytes than planned: the file shrank under us. Fill what was
+	 * read; the tail of the run reads as zeroes, as past EOF in a page.
+	 */
+	len = rio->npages * PAGE_SIZE;
+	memset((char *)rio->bounce + res, 0, len - (size_t)res);
+	err = io_write(b->table->io, b->memfd, rio->bounce, len,
+		       (off_t)(rio->first * PAGE_SIZE), backing_fill_done, rio);
+	if (err)
+		backing_read_finish(rio, err);
+}
+
+/* Issues the read of [first, first + npages): all missing and not reading. */
+static int backing_read_run(struct backing *b, unsigned long first,
+			    unsigned long npages)
+{
+	struct backing_read_io *rio = calloc(1, sizeof(*rio));
+	uint64_t off = (uint64_t)first * PAGE_SIZE;
+	unsigned long i;
+	int err;
+
+	if (!rio)
+		return -ENOMEM;
+	rio->b = b;
+	rio->first = first;
+	rio->npages = npages;
+	rio->bytes = npages * PAGE_SIZE;
+	if (off + rio->bytes > b->size)
+		rio->bytes = (size_t)(b->size - off);
+	if (posix_memalign(&rio->bounce, PAGE_SIZE, npages * PAGE_SIZE)) {
+		free(rio);
+		return -ENOMEM;
+	}
+	err = io_read(b->table->io, b->fd, rio->bounce, rio->bytes, (off_t)off,
+		      backing_read_done, rio);
+	if (err) {
+		free(rio->bounce);
+		free(rio);
+		return err;
+	}
+	for (i = first; i < first + npages; i++)
+		page_set(b->reading, i);
+	backing_hold(b);
+	b->stats.read_ios++;
+	return 0;
+}
+
+/*
+ * Window for a fault at pgoff: grows (doubling) while faults land in or
+ * just after the previous window, falls back to the minimum otherwise.
+ */
+static unsigned long backing_ra_window(struct backing *b, unsigned long pgoff)
+{
+	bool sequential = b->ra_size && pgoff >= b->ra_start &&
+			  pgoff <= b->ra_start + b->ra_size;
+
+	if (sequential) {
+		b->ra_size *= 2;
+		if (b->ra_size > RA_MAX_PAGES)
+			b->ra_size = RA_MAX_PAGES;
+	} else {
+		b->ra_size = RA_MIN_PAGES;
+	}
+	b->ra_start = pgoff;
+	return b->ra_size;
+}
+
+int backing_read(struct backing *b, unsigned long pgoff)
+{
+	unsigned long end, i, run;
+	int err;
+
+	if (pgoff >= b->npages)
+		return -EFAULT;
+	if (page_test(b->resident, pgoff))
+		return 1;
+	if (page_test(b->reading, pgoff))
+		return 0;
+	end = pgoff + backing_ra_window(b, pgoff);
+	if (end > b->npages)
+		end = b->npages;
+	/* The faulting page first; the rest of the window only if it works. */
+	for (i = pgoff; i < end; i += run ? run : 1) {
+		run = 0;
+		while (i + run < end && !page_test(b->resident, i + run) &&
+		       !page_test(b->reading, i + run))
+			run++;
+		if (!run)
+			continue;
+		err = backing_read_run(b, i, run);
+		if (err)
+			return i == pgoff ? err : 0;
+		if (i != pgoff)
+			b->stats.ra_pages += run;
+		else
+			b->stats.ra_pages += run - 1;
+	}
+	return 0;
+}
+
+void backing_mark_dirty(struct backing *b, unsigned long first,
+			unsigned long npages)
+{
+	for (unsigned long i = first; i < first + npages && i < b->npages; i++) {
+		if (!page_test(b->dirty, i)) {
+			page_set(b->dirty, i);
+			b->nr_dirty++;
+		}
+	}
+}
+
+/* One write-back request, and each run of dirty pages it wrote. */
+struct backing_wb {
+	struct backing *b;
+	int pending;
+	int err;
+	io_done_fn done;
+	void *arg;
+};
+
+struct backing_wb_run {
+	struct backing_wb *wb;
+	unsigned long first, npages;
+};
+
+static void backing_wb_put(struct backing_wb *wb)
+{
+	if (--wb->pending)
+		return;
+	if (wb->err)
+		wb->b->stats.io_errors++;
+	if (wb->done)
+		wb->done(wb->arg, wb->err);
+	backing_put(wb->b);
+	free(wb);
+}
+
+static void backing_wb_run_done(void *arg, ssize_t res)
+{
+	struct backing_wb_run *r = arg;
+	struct backing_wb *wb = r->wb;
+
+	if (res < 0) {
+		/* Nothing is lost: pages that did not reach the file stay dirty. */
+		backing_mark_dirty(wb->b, r->first, r->npages);
+		if (!wb->err)
+			wb->err = (int)res;
+	}
+	free(r);
+	backing_wb_put(wb);
+}
+
+int backing_writeback(struct backing *b, unsigned long first,
+		      unsigned long npages, io_done_fn done, void *arg)
+{
+	struct backing_wb *wb;
+	unsigned long end = first + npages, i, run;
+	int err = 0;
+
+	if (end > b->npages || end < first)
+		end = b->npages;
+	if (!b->writable)
+		return b->nr_dirty ? -EBADF : 0;
+	wb = calloc(1, sizeof(*wb));
+	if (!wb)
+		return -ENOMEM;
+	wb->b = b;
+	wb->done = done;
+	wb->arg = arg;
+	wb->pending = 1; /* held until every run is queued */
+	backing_hold(b);
+	for (i = first; i < end; i += run ? run : 1) {
+		uint64_t off = (uint64_t)i * PAGE_SIZE;
+		struct backing_wb_run *r;
+		size_t len;
+
+		run = 0;
+		while (i + run < end && page_test(b->dirty, i + run))
+			run++;
+		if (!run)
+			continue;
+		len = run * PAGE_SIZE;
+		if (off + len > b->size)
+			len = (size_t)(b->size - off); /* never extend the file */
+		r = malloc(sizeof(*r));
+		if (!r) {
+			err = -ENOMEM;
+			break;
+		}
+		*r = (struct backing_wb_run){ .wb = wb, .first = i,
+					      .npages = run };
+		err = io_write(b->table->io, b->fd, b->view + off, len,
+			       (off_t)off, backing_wb_run_done, r);
+		if (err) {
+			free(r);
+			break;
+		}
+		/* Clean from now: a write arriving later dirties it again. */
+		for (unsigned long j = i; j < i + run; j++)
+			page_clear(b->dirty, j);
+		b->nr_dirty -= run;
+		b->stats.writeback_ios++;
+		b->stats.writeback_pages += run;
+		wb->pending++;
+	}
+	if (err)
+		wb->err = err;
+	backing_wb_put(wb);
+	return 0;
+}
+
+int backing_evict(struct backing *b, unsigned long first, unsigned long npages)
+{
+	unsigned long end = first + npages, i, run;
+
+	if (end > b->npages)
+		end = b->npages;
+	for (i = first; i < end; i += run ? run : 1) {
+		run = 0;
+		while (i + run < end && page_test(b->resident, i + run) &&
+		       !page_test(b->dirty, i + run) &&
+		       !page_test(b->reading, i + run))
+			run++;
+		if (!run)
+			continue;
+		if (fallocate(b->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(i * PAGE_SIZE), (off_t)(run * PAGE_SIZE)))
+			return -errno;
+		for (unsigned long j = i; j < i + run; j++)
+			page_clear(b->resident, j);
+		b->nr_resident -= run;
+		b->table->resident_pages -= run;
+		b->stats.evicted_pages += run;
+	}
+	return 0;
+}

@@ -1,0 +1,143 @@
+/*
+ * backing.h - backing objects: one per distinct file (st_dev, st_ino), each
+ * with the daemon's page cache for it.
+ *
+ * Contract
+ *
+ * - The page cache of a file is a memfd holding the file's pages at the
+ *   file's own offsets, sized to the file rounded up to a page. Clients map
+ *   that memfd; the daemon keeps its own view of it. A page absent from the
+ *   memfd raises a userfault in whichever client touches it; a page present
+ *   is mapped by the kernel with no daemon round trip. Pages wholly beyond
+ *   the end of the file are beyond the memfd and raise SIGBUS, as with mmap.
+ * - The daemon never opens a path: a backing object is made from an fd the
+ *   client opened and sent. It keeps a duplicate; a later mapper's fd that
+ *   allows writing replaces a read-only one, so write-back can happen.
+ * - Page states: resident (in the memfd), reading (a read is in flight:
+ *   nothing reads a page twice), dirty (to be written back).
+ * - backing_read() plans one fault's read with the readahead window, issues
+ *   it through io.c, and reports each finished run of pages through the
+ *   object's ready callback with 0 or -errno.
+ * - Single-threaded: the daemon's loop owns every object.
+ */
+#ifndef UPAGED_BACKING_H
+#define UPAGED_BACKING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "io.h"
+#include "vma.h"
+
+/* Readahead window bounds, in pages. */
+#define RA_MIN_PAGES 4UL
+#define RA_MAX_PAGES 256UL
+
+struct backing;
+
+/* A run of pages finished reading (err 0) or failed (err -errno). */
+typedef void (*backing_ready_fn)(struct backing *b, unsigned long first,
+				 unsigned long npages, int err);
+
+struct backing_stats {
+	uint64_t read_ios;       /* reads issued */
+	uint64_t read_pages;     /* pages read from the file */
+	uint64_t ra_pages;       /* of which beyond the faulting page */
+	uint64_t writeback_ios;
+	uint64_t writeback_pages;
+	uint64_t evicted_pages;
+	uint64_t io_errors;
+};
+
+struct backing {
+	struct address_space as;   /* rmap: every VMA mapping this file */
+	struct backing *hash_next;
+	struct backing_table *table;
+	int refs;                  /* holders: VMAs and in-flight I/O */
+	int fd;                    /* the file, from a client */
+	bool writable;             /* fd allows write-back */
+	int memfd;                 /* the page cache */
+	unsigned char *view;       /* daemon's mapping of memfd */
+	size_t view_reserved;      /* bytes of address space held for view */
+	uint64_t size;             /* file size, bytes */
+	unsigned long npages;      /* pages in memfd: size rounded up */
+	uint64_t *resident;        /* bitmaps, one bit per page */
+	uint64_t *reading;
+	uint64_t *dirty;
+	unsigned long nr_resident;
+	unsigned long nr_dirty;
+	/* Readahead: the last window read and its size, pages. */
+	unsigned long ra_start;
+	unsigned long ra_size;
+	char path[256];            /* for maps output, from the fd */
+	struct backing_stats stats;
+	void *owner;               /* the fault layer's state */
+};
+
+/* All objects of one daemon, found by (dev, ino). */
+struct backing_table {
+	struct backing **buckets;
+	unsigned long nbuckets;
+	unsigned long count;
+	struct io_ctx *io;
+	backing_ready_fn ready;
+	size_t resident_pages;     /* sum over objects */
+};
+
+int backing_table_init(struct backing_table *t, struct io_ctx *io,
+		       backing_ready_fn ready);
+/* Frees every object; dirty pages must have been written back. */
+void backing_table_exit(struct backing_table *t);
+
+/*
+ * The object for the file behind fd, made on first use (the fd is
+ * duplicated); a reference is taken. -errno if fd is not a regular file.
+ */
+int backing_get(struct backing_table *t, int fd, struct backing **out);
+void backing_hold(struct backing *b);
+void backing_put(struct backing *b);
+
+/* Re-reads the file's size; grows or shrinks the memfd to match. */
+int backing_refresh_size(struct backing *b);
+
+static inline bool page_test(const uint64_t *map, unsigned long i)
+{
+	return map[i / 64] >> (i % 64) & 1;
+}
+
+/* Page states, pgoff below npages. */
+static inline bool backing_resident(const struct backing *b,
+				    unsigned long pgoff)
+{
+	return page_test(b->resident, pgoff);
+}
+
+static inline bool backing_reading(const struct backing *b,
+				   unsigned long pgoff)
+{
+	return page_test(b->reading, pgoff);
+}
+
+/*
+ * Makes page pgoff (and a readahead window after it) resident. Returns 1
+ * if the page is already resident, 0 if a read is now (or was already) in
+ * flight — the ready callback will name it — or -errno (-EFAULT: beyond
+ * the end of the file).
+ */
+int backing_read(struct backing *b, unsigned long pgoff);
+
+/* Marks pages dirty (the client wrote through a shared mapping). */
+void backing_mark_dirty(struct backing *b, unsigned long first,
+			unsigned long npages);
+/*
+ * Writes dirty pages of [first, first + npages) back to the file; done is
+ * called once when all of them are written (0) or one failed (-errno).
+ */
+int backing_writeback(struct backing *b, unsigned long first,
+		      unsigned long npages, io_done_fn done, void *arg);
+/* Drops clean resident pages from the memfd (every mapper loses them). */
+int backing_evict(struct backing *b, unsigned long first,
+		  unsigned long npages);
+
+#endif
