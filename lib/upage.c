@@ -1,0 +1,675 @@
+/*
+ * upage.c - libupage: connect to upaged and make mappings it serves.
+ *
+ * Contract (see <upage/upage.h> for the caller's side)
+ *
+ * - The daemon decides, the library acts: every call first asks the daemon,
+ *   which applies it to its model of this process (and registers new ranges
+ *   on our userfaultfd itself, before it answers), and then the library
+ *   makes the process's real address space agree:
+ *     map     daemon places and registers a range of the PROT_NONE
+ *             reservation; we mprotect() it to the asked protection. The
+ *             registration survives mprotect, and nothing can touch the
+ *             range before it is registered.
+ *     unmap   daemon forgets it; we map fresh reservation over it (the
+ *             kernel's UFFD_EVENT_UNMAP then finds the model updated).
+ *     remap   daemon picks the target; we mremap(MAYMOVE|FIXED) there, or
+ *             mprotect the tail it registered (grow in place), or give the
+ *             tail back (shrink), and re-reserve what was vacated.
+ *     protect, advise: daemon first, then the kernel; sync: daemon only
+ *             (anonymous memory has nothing to write back).
+ *   The daemon registering (rather than the library) means the library
+ *   never keeps the userfaultfd: if the daemon dies the uffd is released
+ *   and the kernel serves our faults itself instead of hanging them.
+ * - Fork: our probe page (registered, MADV_WIPEONFORK) is missing in a
+ *   child. Its first call reads it; that fault reaches the daemon on the
+ *   child's own uffd (from UFFD_EVENT_FORK) and names the child's pid, so
+ *   the daemon binds that mm to us before our HELLO arrives.
+ * - One mutex serialises calls: requests and the kernel calls that follow
+ *   them stay in order. Never exits, aborts or prints.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <upage/upage.h>
+
+#define UPAGE_EXPORT __attribute__((visibility("default")))
+
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+#define UP_PAGE 4096UL
+#define UP_ALIGN(x) (((x) + UP_PAGE - 1) & ~(UP_PAGE - 1))
+#define UP_FEATURES (UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | \
+		     UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | \
+		     UFFD_FEATURE_THREAD_ID)
+
+static pthread_mutex_t up_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t up_once = PTHREAD_ONCE_INIT;
+
+static struct {
+	int sock;               /* -1: not connected */
+	pid_t pid;              /* the process sock belongs to */
+	bool ever;              /* connected once: no silent reconnect */
+	bool forked;            /* fork child that has not said hello */
+	unsigned long probe;    /* two pages: probe, then liveness */
+	unsigned long arena;
+	unsigned long arena_size;
+	uint64_t next_id;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+} up = { .sock = -1 };
+
+static void up_atfork_prepare(void)
+{
+	pthread_mutex_lock(&up_lock);
+}
+
+static void up_atfork_parent(void)
+{
+	pthread_mutex_unlock(&up_lock);
+}
+
+/* The child must not talk on the parent's connection. */
+static void up_atfork_child(void)
+{
+	if (up.sock >= 0) {
+		close(up.sock);
+		up.sock = -1;
+		up.forked = true;
+	}
+	pthread_mutex_init(&up_lock, NULL);
+}
+
+static void up_init_once(void)
+{
+	pthread_atfork(up_atfork_prepare, up_atfork_parent, up_atfork_child);
+}
+
+static void up_lost(void)
+{
+	if (up.sock >= 0)
+		close(up.sock);
+	up.sock = -1;
+}
+
+/*
+ * Sends req (len bytes, type) with fd (or -1) and waits for its reply of
+ * rlen bytes. 0 (the result is in the reply) or -errno.
+ */
+static int up_call(void *req, size_t len, uint16_t type, int fd, void *rep,
+		   size_t rlen)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct upage_hdr *h = req, *rh = rep;
+	struct iovec iov = { .iov_base = req, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	uint64_t buf[UPAGE_MSG_MAX / 8];
+	ssize_t n;
+
+	h->version = UPAGE_PROTO_VERSION;
+	h->type = type;
+	h->len = (uint32_t)len;
+	h->id = ++up.next_id;
+	if (fd >= 0) {
+		struct cmsghdr *cm;
+
+		memset(&cbuf, 0, sizeof(cbuf));
+		msg.msg_control = cbuf.buf;
+		msg.msg_controllen = sizeof(cbuf.buf);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	do
+		n = sendmsg(up.sock, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)len) {
+		up_lost();
+		return -ENOTCONN;
+	}
+	do
+		n = recv(up.sock, buf, sizeof(buf), 0);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		up_lost();
+		return -ENOTCONN;
+	}
+	memcpy(rep, buf, (size_t)n < rlen ? (size_t)n : rlen);
+	if ((size_t)n < sizeof(*rh) || rh->version != UPAGE_PROTO_VERSION) {
+		up_lost();
+		return -EPROTO;
+	}
+	if ((size_t)n != rlen || rh->len != rlen || rh->id != h->id ||
+	    rh->type != (type | UPAGE_MSG_REPLY)) {
+		/* A short reply is the daemon refusing the message itself;
+		   its error field is still where ours is. */
+		if ((size_t)n == sizeof(struct upage_reply) && rh->id == h->id)
+			return ((struct upage_reply *)buf)->error ?: -EPROTO;
+		up_lost();
+		return -EPROTO;
+	}
+	return 0;
+}
+
+/* Plain request answered by struct upage_reply: its error, or -errno. */
+static int up_request(void *req, size_t len, uint16_t type, int fd,
+		      struct upage_reply *rep)
+{
+	int r = up_call(req, len, type, fd, rep, sizeof(*rep));
+
+	return r < 0 ? r : rep->error;
+}
+
+static int up_uffd_open(uint64_t *features)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UP_FEATURES };
+	int dev, fd = -1;
+
+	/* /dev/userfaultfd gives a full descriptor to whoever may open it;
+	   the syscall may give unprivileged users a user-mode-only one. */
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+		close(dev);
+	}
+	if (fd < 0)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 && errno == EPERM)
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK |
+				  UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, UFFDIO_API, &api) < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	if ((api.features & UP_FEATURES) != UP_FEATURES) {
+		close(fd);
+		return -EOPNOTSUPP;
+	}
+	*features = UP_FEATURES;
+	return fd;
+}
+
+static int up_socket(void)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, e;
+
+	strcpy(sun.sun_path, up.path);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+static int up_connect_fresh(const struct upage_options *opts)
+{
+	const char *path = opts ? opts->socket_path : NULL;
+	size_t size = opts ? opts->arena_size : 0;
+	struct upage_hello hello;
+	struct upage_reply rep;
+	uint64_t features = 0;
+	void *resv;
+	int uffd, sock, r;
+
+	if (!path || !*path)
+		path = getenv("UPAGED_SOCKET");
+	if (!path || !*path)
+		path = UPAGE_DEFAULT_SOCKET;
+	if (strlen(path) >= sizeof(up.path))
+		return -ENAMETOOLONG;
+	if (!size) {
+		const char *s = getenv("UPAGE_ARENA_SIZE");
+
+		size = s ? strtoul(s, NULL, 0) : 0;
+		if (!size)
+			size = UPAGE_DEFAULT_ARENA;
+	}
+	size = UP_ALIGN(size);
+	strcpy(up.path, path);
+
+	uffd = up_uffd_open(&features);
+	if (uffd < 0)
+		return uffd;
+	/* Two probe pages, then the arena; MAP_NORESERVE: costs nothing. */
+	resv = mmap(NULL, size + 2 * UP_PAGE, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (resv == MAP_FAILED) {
+		r = -errno;
+		goto out_uffd;
+	}
+	if (mprotect(resv, UP_PAGE, PROT_READ) < 0 ||
+	    madvise(resv, UP_PAGE, MADV_WIPEONFORK) < 0) {
+		r = -errno;
+		goto out_resv;
+	}
+	sock = up_socket();
+	if (sock < 0) {
+		r = sock;
+		goto out_resv;
+	}
+	up.sock = sock;
+	memset(&hello, 0, sizeof(hello));
+	hello.page_size = UP_PAGE;
+	hello.features = features;
+	hello.probe_addr = (unsigned long)resv;
+	hello.arena_base = (unsigned long)resv + 2 * UP_PAGE;
+	hello.arena_size = size;
+	r = up_request(&hello, sizeof(hello), UPAGE_MSG_HELLO, uffd, &rep);
+	if (r < 0) {
+		up_lost();
+		goto out_resv;
+	}
+	/* The daemon holds its own copy: ours would keep faults waiting for
+	   a reader if the daemon died. */
+	close(uffd);
+	up.pid = getpid();
+	up.ever = true;
+	up.forked = false;
+	up.probe = hello.probe_addr;
+	up.arena = hello.arena_base;
+	up.arena_size = size;
+	return 0;
+out_resv:
+	munmap(resv, size + 2 * UP_PAGE);
+out_uffd:
+	close(uffd);
+	return r;
+}
+
+/* First call in a fork child: bind to the mm the daemon made for us. */
+static int up_connect_child(void)
+{
+	struct upage_hello hello;
+	struct upage_reply rep;
+	int sock, r;
+
+	/* Faults on our own uffd with our tid: the daemon learns our pid. */
+	(void)*(volatile const char *)up.probe;
+	sock = up_socket();
+	if (sock < 0)
+		return sock;
+	up.sock = sock;
+	memset(&hello, 0, sizeof(hello));
+	hello.flags = UPAGE_HELLO_FORK_CHILD;
+	hello.page_size = UP_PAGE;
+	hello.probe_addr = up.probe;
+	hello.arena_base = up.arena;
+	hello.arena_size = up.arena_size;
+	r = up_request(&hello, sizeof(hello), UPAGE_MSG_HELLO, -1, &rep);
+	if (r < 0) {
+		up_lost();
+		return r == -ESRCH ? -ENOTCONN : r;
+	}
+	up.pid = getpid();
+	up.forked = false;
+	return 0;
+}
+
+/* Makes sure this process has a connection; called with up_lock held. */
+static int up_ensure(void)
+{
+	pthread_once(&up_once, up_init_once);
+	if (up.sock >= 0 && up.pid != getpid()) {
+		/* Forked without our atfork handler (raw clone). */
+		up.sock = -1;
+		up.forked = true;
+	}
+	if (up.sock >= 0)
+		return 0;
+	if (up.forked)
+		return up_connect_child();
+	if (up.ever)
+		return -ENOTCONN;
+	return up_connect_fresh(NULL);
+}
+
+static bool up_in_arena(unsigned long addr, unsigned long len)
+{
+	return addr >= up.arena && len <= up.arena_size &&
+	       addr - up.arena <= up.arena_size - len;
+}
+
+/* Gives [addr, addr + len) back to the reservation. */
+static int up_reserve(unsigned long addr, unsigned long len)
+{
+	void *p = mmap((void *)addr, len, PROT_NONE,
+		       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0);
+
+	return p == MAP_FAILED ? -errno : 0;
+}
+
+static int up_unmap_locked(unsigned long addr, unsigned long len)
+{
+	struct upage_unmap m = { .addr = addr, .len = len };
+	struct upage_reply rep;
+	int r;
+
+	if ((addr & (UP_PAGE - 1)) || !len)
+		return -EINVAL;
+	len = UP_ALIGN(len);
+	if (!up_in_arena(addr, len))
+		return -EINVAL;
+	r = up_request(&m, sizeof(m), UPAGE_MSG_UNMAP, -1, &rep);
+	if (r < 0)
+		return r;
+	return up_reserve(addr, len);
+}
+
+static int up_errno(int r)
+{
+	errno = -r;
+	return -1;
+}
+
+UPAGE_EXPORT int upage_connect(const struct upage_options *opts)
+{
+	int r;
+
+	pthread_mutex_lock(&up_lock);
+	pthread_once(&up_once, up_init_once);
+	if (up.sock >= 0 && up.pid == getpid())
+		r = -EISCONN;
+	else {
+		if (up.sock >= 0)
+			up.sock = -1; /* a parent's, inherited */
+		r = up_connect_fresh(opts);
+	}
+	pthread_mutex_unlock(&up_lock);
+	return r;
+}
+
+UPAGE_EXPORT int upage_disconnect(void)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&up_lock);
+	if (up.sock < 0 || up.pid != getpid())
+		r = -ENOTCONN;
+	else
+		up_lost();
+	up.forked = false;
+	pthread_mutex_unlock(&up_lock);
+	return r;
+}
+
+UPAGE_EXPORT int upage_arena(void **base, size_t *size)
+{
+	int r;
+
+	pthread_mutex_lock(&up_lock);
+	r = up_ensure();
+	if (r == 0) {
+		if (base)
+			*base = (void *)up.arena;
+		if (size)
+			*size = up.arena_size;
+	}
+	pthread_mutex_unlock(&up_lock);
+	return r;
+}
+
+UPAGE_EXPORT void *upage_mmap(void *addr, size_t len, int prot, int flags,
+			      int fd, off_t off)
+{
+	unsigned long a = (unsigned long)addr, alen = UP_ALIGN(len);
+	struct upage_map m;
+	struct upage_reply rep;
+	int type = flags & MAP_TYPE, r;
+
+	if (!len || alen < len)
+		return errno = EINVAL, MAP_FAILED;
+	if (type != MAP_PRIVATE && type != MAP_SHARED &&
+	    type != MAP_SHARED_VALIDATE)
+		return errno = EINVAL, MAP_FAILED;
+	if (!(flags & MAP_ANONYMOUS) && ((off & (UP_PAGE - 1)) || fd < 0))
+		return errno = fd < 0 ? EBADF : EINVAL, MAP_FAILED;
+	pthread_mutex_lock(&up_lock);
+	r = up_ensure();
+	if (r < 0)
+		goto out;
+	if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) {
+		if ((a & (UP_PAGE - 1)) || !up_in_arena(a, alen)) {
+			r = -EINVAL;
+			goto out;
+		}
+		/* MAP_FIXED replaces: drop the old pages first, so that
+		   the range we register is fresh reservation. */
+		if (!(flags & MAP_FIXED_NOREPLACE)) {
+			r = up_unmap_locked(a, alen);
+			if (r < 0)
+				goto out;
+		}
+	}
+	memset(&m, 0, sizeof(m));
+	m.addr = a;
+	m.len = len;
+	m.off = (uint64_t)off;
+	m.prot = prot;
+	m.flags = flags;
+	r = up_request(&m, sizeof(m), UPAGE_MSG_MAP,
+		       (flags & MAP_ANONYMOUS) ? -1 : fd, &rep);
+	if (r < 0)
+		goto out;
+	a = rep.addr;
+	if (prot != PROT_NONE && mprotect((void *)a, alen, prot) < 0) {
+		r = -errno;
+		up_unmap_locked(a, alen);
+		goto out;
+	}
+	if (flags & MAP_POPULATE)
+		madvise((void *)a, alen, (prot & PROT_WRITE) ?
+			MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+out:
+	pthread_mutex_unlock(&up_lock);
+	if (r < 0)
+		return errno = -r, MAP_FAILED;
+	return (void *)a;
+}
+
+UPAGE_EXPORT int upage_munmap(void *addr, size_t len)
+{
+	int r;
+
+	pthread_mutex_lock(&up_lock);
+	r = up_ensure();
+	if (r == 0)
+		r = up_unmap_locked((unsigned long)addr, len);
+	pthread_mutex_unlock(&up_lock);
+	return r < 0 ? up_errno(r) : 0;
+}
+
+UPAGE_EXPORT int upage_mprotect(void *addr, size_t len, int prot)
+{
+	struct upage_protect m = { .addr = (unsigned long)addr, .len = len,
+				   .prot = prot };
+	struct upage_reply rep;
+	int r;
+
+	if ((m.addr & (UP_PAGE - 1)) || UP_ALIGN(len) < len)
+		return up_errno(-EINVAL);
+	if (!len)
+		return 0;
+	pthread_mutex_lock(&up_lock);
+	r = up_ensure();
+	if (r == 0)
+		r = up_request(&m, sizeof(m), UPAGE_MSG_PROTECT, -1, &rep);
+	if (r == 0 && mprotect(addr, len, prot) < 0)
+		r = -errno;
+	pthread_mutex_unlock(&up_lock);
+	return r < 0 ? up_errno(r) : 0;
+}
+
+UPAGE_EXPORT void *upage_mremap(void *old_addr, size_t old_len,
+				size_t new_len, int flags, ...)
+{
+	unsigned long old = (unsigned long)old_addr, nu = 0;
+	unsigned long olen = UP_ALIGN(old_len), nlen = UP_ALIGN(new_len);
+	struct upage_remap m;
+	struct upage_reply rep;
+	void *p;
+	int r;
+
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+
+		va_start(ap, flags);
+		nu = (unsigned long)va_arg(ap, void *);
+		va_end(ap);
+	}
+	if ((old & (UP_PAGE - 1)) || !new_len ||
+	    (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | 4 /* DONTUNMAP */)) ||
+	    ((flags & MREMAP_FIXED) && !(flags & MREMAP_MAYMOVE)) ||
+	    ((flags & MREMAP_FIXED) && ((nu & (UP_PAGE - 1)) ||
+	     (nu < old + olen && old < nu + nlen))))
+		return errno = EINVAL, MAP_FAILED;
+	pthread_mutex_lock(&up_lock);
+	r = up_ensure();
+	if (r < 0)
+		goto out;
+	if (flags & MREMAP_FIXED) {
+		/* The kernel unmaps the target first; so do we, so that its
+		   UFFD_EVENT_UNMAP cannot be mistaken for one behind our
+		   back once the model holds the moved mapping there. */
+		r = up_unmap_locked(nu, nlen);
+		if (r < 0)
+			goto out;
+	}
+	memset(&m, 0, sizeof(m));
+	m.old_addr = old;
+	m.old_len = old_len;
+	m.new_len = new_len;
+	m.new_addr = nu;
+	m.flags = flags;
+	r = up_request(&m, sizeof(m), UPAGE_MSG_REMAP, -1, &rep);
+	if (r < 0)
+		goto out;
+	nu = rep.addr;
+	switch (rep.aux) {
+	case UPAGE_REMAP_MOVE:
+		p = mremap(old_addr, olen, nlen, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   (void *)nu);
+		if (p == MAP_FAILED) {
+			r = -errno;
+			break;
+		}
+		r = up_reserve(old, olen);
+		break;
+	case UPAGE_REMAP_GROW:
+		if (rep.prot != PROT_NONE &&
+		    mprotect((void *)(old + olen), nlen - olen, rep.prot) < 0)
+			r = -errno;
+		break;
+	case UPAGE_REMAP_SHRINK:
+		if (nlen < olen)
+			r = up_reserve(old + nlen, olen - nlen);
+		break;
+	}
+out:
+	pthread_mutex_unlock(&up_lock);
+	if (r < 0)
+		return errno = -r, MAP_FAILED;
+	return (void *)nu;
+}
+
+UPAGE_EXPORT int upage_msync(void *addr, size_t len, int flags)
+{
+	struct upage_sync m = { .addr = (unsigned long)addr, .len = len,
+				.flags = flags };
+	struct upage_reply rep;
+	int r;
+
+	pthread_mutex_lock(&up_lock);
+	r = up_ensure();
+	if (r == 0)
+		r = up_request(&m, sizeof(m), UPAGE_MSG_SYNC, -1, &rep);
+	pthread_mutex_unlock(&up_lock);
+	return r < 0 ? up_errno(r) : 0;
+}
+
+UPAGE_EXPORT int upage_madvise(void *addr, size_t len, int advice)
+{
+	struct upage_advise m = { .addr = (unsigned long)addr, .len = len,
+				  .advice = advice };
+	struct upage_reply rep;
+	int r;
+
+	if ((m.addr & (UP_PAGE - 1)) || UP_ALIGN(len) < len)
+		return up_errno(-EINVAL);
+	if (!len)
+		return 0;
+	pthread_mutex_lock(&up_lock);
+	r = up_ensure();
+	if (r == 0 || r == -ENOMEM) {
+		int d = r;
+
+		if (r == 0)
+			d = up_request(&m, sizeof(m), UPAGE_MSG_ADVISE, -1,
+				       &rep);
+		/* Like the kernel: what is mapped gets the advice even when
+		   part of the range is not (ENOMEM). */
+		if (d == 0 || d == -ENOMEM) {
+			r = madvise(addr, len, advice) < 0 ? -errno : d;
+		} else {
+			r = d;
+		}
+	}
+	pthread_mutex_unlock(&up_lock);
+	return r < 0 ? up_errno(r) : 0;
+}
+
+UPAGE_EXPORT int upage_stats(struct upage_stats_reply *out)
+{
+	struct upage_hdr h;
+	int r;
+
+	pthread_mutex_lock(&up_lock);
+	r = up_ensure();
+	if (r == 0)
+		r = up_call(&h, sizeof(h), UPAGE_MSG_STATS, -1, out,
+			    sizeof(*out));
+	if (r == 0)
+		r = out->error;
+	pthread_mutex_unlock(&up_lock);
+	return r;
+}
