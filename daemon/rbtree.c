@@ -96,13 +96,6 @@ void rb_propagate(struct rb_node *n, rb_recompute_fn recompute)
 		n = rb_parent(n);
 }
 
-/* Recomputes every node from n to the root, with no early stop. */
-static void rb_propagate_all(struct rb_node *n, rb_recompute_fn recompute)
-{
-	for (; n; n = rb_parent(n))
-		recompute(n);
-}
-
 void rb_insert(struct rb_node *z, struct rb_root *root,
 	       rb_recompute_fn recompute)
 {
@@ -223,7 +216,7 @@ static void rb_erase_fixup(struct rb_node *x, struct rb_node *xp,
 void rb_erase(struct rb_node *z, struct rb_root *root,
 	      rb_recompute_fn recompute)
 {
-	struct rb_node *x, *xp, *y;
+	struct rb_node *x, *xp, *y = NULL, *n;
 	bool removed_black;
 
 	if (!z->left || !z->right) {
@@ -256,9 +249,20 @@ void rb_erase(struct rb_node *z, struct rb_root *root,
 		y->left = z->left;
 		rb_set_parent(y->left, y);
 	}
-	/* Every node from the splice point up saw its subtree change. */
-	if (recompute)
-		rb_propagate_all(xp, recompute);
+	/*
+	 * The nodes from the splice point up saw their subtrees change. A
+	 * value that holds stops the climb, except that a successor moved
+	 * into z's place has new children and is always recomputed.
+	 */
+	if (recompute) {
+		for (n = xp; n && n != y; n = rb_parent(n))
+			if (!recompute(n))
+				break;
+		if (y) {
+			recompute(y);
+			rb_propagate(rb_parent(y), recompute);
+		}
+	}
 	if (removed_black)
 		rb_erase_fixup(x, xp, root, recompute);
 }

@@ -36,6 +36,9 @@ static bool rmap_recompute(struct rb_node *n)
 	return true;
 }
 
+static bool rmap_before(const struct vm_area_struct *a,
+			const struct vm_area_struct *b);
+
 void address_space_init(struct address_space *as, unsigned long dev,
 			unsigned long ino)
 {
@@ -66,11 +69,64 @@ void vma_interval_tree_insert(struct vm_area_struct *vma,
 	as->i_mmap_count++;
 }
 
+void vma_interval_tree_insert_after(struct vm_area_struct *vma,
+				    struct vm_area_struct *hint,
+				    struct address_space *as)
+{
+	struct rb_node *n = &hint->shared_rb, **link;
+	struct vm_area_struct *next = shared_entry(rb_next(n));
+
+	/* Only when vma sorts right after hint; otherwise the usual walk. */
+	if (!rmap_before(hint, vma) || (next && !rmap_before(vma, next))) {
+		vma_interval_tree_insert(vma, as);
+		return;
+	}
+	/* The in-order successor slot: leftmost under hint's right child. */
+	link = &n->right;
+	while (*link) {
+		n = *link;
+		link = &n->left;
+	}
+	vma->shared_last = vma_last_pgoff(vma);
+	rb_link_node(&vma->shared_rb, n, link);
+	rb_insert(&vma->shared_rb, &as->i_mmap, rmap_recompute);
+	as->i_mmap_count++;
+}
+
 void vma_interval_tree_remove(struct vm_area_struct *vma,
 			      struct address_space *as)
 {
 	rb_erase(&vma->shared_rb, &as->i_mmap, rmap_recompute);
 	as->i_mmap_count--;
+}
+
+/* Order of the tree: first page, then address of the VMA. */
+static bool rmap_before(const struct vm_area_struct *a,
+			const struct vm_area_struct *b)
+{
+	return a->vm_pgoff < b->vm_pgoff ||
+	       (a->vm_pgoff == b->vm_pgoff && a < b);
+}
+
+void vma_interval_tree_update(struct vm_area_struct *vma,
+			      struct address_space *as)
+{
+	struct vm_area_struct *prev = shared_entry(rb_prev(&vma->shared_rb));
+	struct vm_area_struct *next = shared_entry(rb_next(&vma->shared_rb));
+
+	/*
+	 * Usually the VMA keeps its place among its neighbours (a size
+	 * change, or a start moving by less than the gap to the next key):
+	 * then only the largest-last values above it change.
+	 */
+	if ((!prev || rmap_before(prev, vma)) &&
+	    (!next || rmap_before(vma, next))) {
+		rmap_recompute(&vma->shared_rb);
+		rb_propagate(rb_parent(&vma->shared_rb), rmap_recompute);
+		return;
+	}
+	vma_interval_tree_remove(vma, as);
+	vma_interval_tree_insert(vma, as);
 }
 
 /* Leftmost VMA under n that overlaps [first, last], or NULL. */

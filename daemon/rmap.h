@@ -12,7 +12,14 @@
 
 void vma_interval_tree_insert(struct vm_area_struct *vma,
 			      struct address_space *as);
+/* As insert, starting from hint, a VMA that sorts just before vma. */
+void vma_interval_tree_insert_after(struct vm_area_struct *vma,
+				    struct vm_area_struct *hint,
+				    struct address_space *as);
 void vma_interval_tree_remove(struct vm_area_struct *vma,
+			      struct address_space *as);
+/* Re-places vma after its vm_pgoff or size changed in place. */
+void vma_interval_tree_update(struct vm_area_struct *vma,
 			      struct address_space *as);
 bool rmap_contains(struct address_space *as, const struct vm_area_struct *vma);
 

@@ -151,11 +151,39 @@ static inline void vma_gap_update(struct vm_area_struct *vma)
 		rb_propagate(&vma->vm_rb, vma_gap_recompute);
 }
 
+/*
+ * Links vma into mm at a slot found by the caller, then the rmap, where
+ * rmap_hint (if not NULL) is likely to sort just before it.
+ */
+static void vma_link_at(struct mm_struct *mm, struct vm_area_struct *vma,
+			struct vm_area_struct *prev, struct rb_node *parent,
+			struct rb_node **link, struct vm_area_struct *rmap_hint)
+{
+	struct vm_area_struct *next;
+
+	vma->vm_mm = mm;
+	vma->vm_prev = prev;
+	vma->rb_subtree_gap = 0;
+	rb_link_node(&vma->vm_rb, parent, link);
+	rb_insert(&vma->vm_rb, &mm->mm_rb, vma_gap_recompute);
+	next = vma_next(vma);
+	if (next) {
+		next->vm_prev = vma;
+		vma_gap_update(next);
+	}
+	if (vma->vm_file && rmap_hint && rmap_hint->vm_file == vma->vm_file)
+		vma_interval_tree_insert_after(vma, rmap_hint, vma->vm_file);
+	else if (vma->vm_file)
+		vma_interval_tree_insert(vma, vma->vm_file);
+	mm->map_count++;
+	mm->total_vm += vma_pages(vma);
+}
+
 /* Adds vma (fields set, not overlapping anything) to mm and the rmap. */
 static void vma_link(struct mm_struct *mm, struct vm_area_struct *vma)
 {
 	struct rb_node **link = &mm->mm_rb.node, *parent = NULL;
-	struct vm_area_struct *prev = NULL, *next;
+	struct vm_area_struct *prev = NULL;
 
 	while (*link) {
 		struct vm_area_struct *cur = rb_vma(*link);
@@ -168,20 +196,24 @@ static void vma_link(struct mm_struct *mm, struct vm_area_struct *vma)
 			link = &parent->right;
 		}
 	}
-	vma->vm_mm = mm;
-	vma->vm_prev = prev;
-	vma->rb_subtree_gap = 0;
-	rb_link_node(&vma->vm_rb, parent, link);
-	rb_insert(&vma->vm_rb, &mm->mm_rb, vma_gap_recompute);
-	next = vma_next(vma);
-	if (next) {
-		next->vm_prev = vma;
-		vma_gap_update(next);
+	vma_link_at(mm, vma, prev, parent, link, NULL);
+}
+
+/*
+ * Adds vma right after prev, its neighbour below: the in-order successor
+ * slot is the leftmost one under prev's right child, so no walk from the
+ * root is needed.
+ */
+static void vma_link_after(struct mm_struct *mm, struct vm_area_struct *prev,
+			   struct vm_area_struct *vma)
+{
+	struct rb_node *parent = &prev->vm_rb, **link = &parent->right;
+
+	while (*link) {
+		parent = *link;
+		link = &parent->left;
 	}
-	if (vma->vm_file)
-		vma_interval_tree_insert(vma, vma->vm_file);
-	mm->map_count++;
-	mm->total_vm += vma_pages(vma);
+	vma_link_at(mm, vma, prev, parent, link, prev);
 }
 
 /* Removes vma from mm and the rmap; the caller closes and frees it. */
@@ -213,19 +245,33 @@ static void vma_adjust(struct vm_area_struct *vma, unsigned long start,
 	bool start_moved = start != vma->vm_start;
 	bool end_moved = end != vma->vm_end;
 
-	if (vma->vm_file)
-		vma_interval_tree_remove(vma, vma->vm_file);
 	mm->total_vm -= vma_pages(vma);
 	vma->vm_start = start;
 	vma->vm_end = end;
 	vma->vm_pgoff = pgoff;
 	mm->total_vm += vma_pages(vma);
 	if (vma->vm_file)
-		vma_interval_tree_insert(vma, vma->vm_file);
+		vma_interval_tree_update(vma, vma->vm_file);
 	if (start_moved)
 		vma_gap_update(vma);
 	if (end_moved)
 		vma_gap_update(vma_next(vma));
+}
+
+/*
+ * Moves vma's end where the caller at once puts or takes away a VMA that
+ * covers exactly the difference (a split, a merge): the free gap above is
+ * the same afterwards, so it is not recomputed on the way.
+ */
+static void vma_set_end(struct vm_area_struct *vma, unsigned long end)
+{
+	struct mm_struct *mm = vma->vm_mm;
+
+	mm->total_vm -= vma_pages(vma);
+	vma->vm_end = end;
+	mm->total_vm += vma_pages(vma);
+	if (vma->vm_file)
+		vma_interval_tree_update(vma, vma->vm_file);
 }
 
 static inline void vma_open(struct vm_area_struct *vma)
@@ -273,25 +319,22 @@ static bool vma_can_merge(const struct vm_area_struct *a,
 static void vma_merge_pair(struct mm_struct *mm, struct vm_area_struct *a,
 			   struct vm_area_struct *b)
 {
-	unsigned long end = b->vm_end;
-
+	/* a covers b's space before b goes, so no gap opens on the way. */
+	vma_set_end(a, b->vm_end);
 	vma_remove(mm, b);
-	vma_adjust(a, a->vm_start, end, a->vm_pgoff);
 }
 
 /*
- * Merges every mergeable pair whose common boundary lies in [start, end].
- * After an operation that changed [start, end), this restores the
- * canonical form: nothing outside the range changed.
+ * Merges every mergeable pair from cur up to the boundaries at or below end.
+ * After an operation that changed a range, called with the VMA just below
+ * the range (or its first) and the range's end, this restores the canonical
+ * form: nothing outside the range changed.
  */
-static void vma_merge_range(struct mm_struct *mm, unsigned long start,
+static void vma_merge_range(struct mm_struct *mm, struct vm_area_struct *cur,
 			    unsigned long end)
 {
-	struct vm_area_struct *prev, *cur, *next;
+	struct vm_area_struct *next;
 
-	cur = find_vma_prev(mm, start, &prev);
-	if (prev)
-		cur = prev;
 	while (cur && cur->vm_end <= end) {
 		next = vma_next(cur);
 		if (!next || next->vm_start > end)
@@ -312,15 +355,13 @@ static struct vm_area_struct *vma_split(struct mm_struct *mm,
 					unsigned long addr,
 					struct vm_area_struct *spare)
 {
-	unsigned long end = vma->vm_end;
-
 	*spare = *vma;
 	spare->vm_start = addr;
 	if (vma->vm_file)
 		spare->vm_pgoff = vma_pgoff_at(vma, addr);
-	vma_adjust(vma, vma->vm_start, addr, vma->vm_pgoff);
-	spare->vm_end = end;
-	vma_link(mm, spare);
+	/* The spare fills what vma gives up: no gap opens on the way. */
+	vma_set_end(vma, addr);
+	vma_link_after(mm, vma, spare);
 	vma_open(spare);
 	return spare;
 }
@@ -484,25 +525,58 @@ long get_unmapped_area(struct mm_struct *mm, unsigned long addr,
 
 /* ---- unmap ---- */
 
-/* How many more VMAs unmapping [start, end) leaves (1 for a middle split). */
-static int munmap_vma_delta(struct mm_struct *mm, unsigned long start,
-			    unsigned long end)
-{
-	struct vm_area_struct *vma = find_vma(mm, start);
+/*
+ * What [start, end) holds, found with one lookup and a walk over the VMAs
+ * inside it: what an operation needs to check and reserve before it starts,
+ * and where it starts.
+ */
+struct range_scan {
+	struct vm_area_struct *prev;  /* the VMA before first, or NULL */
+	struct vm_area_struct *first; /* first VMA ending above start */
+	int splits;                   /* edges falling inside a VMA: 0..2 */
+	int middle;                   /* 1: one VMA sticks out at both */
+};
 
-	return vma && vma->vm_start < start && vma->vm_end > end ? 1 : 0;
+static void range_scan(struct mm_struct *mm, unsigned long start,
+		       unsigned long end, struct range_scan *rs)
+{
+	struct vm_area_struct *v;
+
+	rs->first = find_vma_prev(mm, start, &rs->prev);
+	rs->splits = rs->middle = 0;
+	v = rs->first;
+	if (!v || v->vm_start >= end)
+		return;
+	if (v->vm_start < start) {
+		rs->splits++;
+		if (v->vm_end > end) {
+			rs->splits++;
+			rs->middle = 1;
+			return;
+		}
+	}
+	while (v && v->vm_end <= end)
+		v = vma_next(v);
+	if (v && v->vm_start < end)
+		rs->splits++;
 }
 
-/* Unmaps [start, end), both checked, with r holding the VMAs needed. */
-static void munmap_range(struct mm_struct *mm, unsigned long start,
-			 unsigned long end, struct vma_reserve *r)
+/*
+ * Unmaps [start, end), both checked, from the scan taken just before, with
+ * r holding rs->splits VMAs. *pprev and *pnext (if asked) get the VMAs now
+ * below and above the hole.
+ */
+static void munmap_range(struct mm_struct *mm, const struct range_scan *rs,
+			 unsigned long start, unsigned long end,
+			 struct vma_reserve *r, struct vm_area_struct **pprev,
+			 struct vm_area_struct **pnext)
 {
-	struct vm_area_struct *vma = find_vma(mm, start), *next;
+	struct vm_area_struct *prev = rs->prev, *vma = rs->first, *next;
 
-	if (!vma || vma->vm_start >= end)
-		return;
-	if (vma->vm_start < start)
+	if (vma && vma->vm_start < start && vma->vm_start < end) {
+		prev = vma;
 		vma = vma_split(mm, vma, start, vma_reserve_take(r));
+	}
 	while (vma && vma->vm_start < end) {
 		if (vma->vm_end > end)
 			vma_split(mm, vma, end, vma_reserve_take(r));
@@ -510,25 +584,15 @@ static void munmap_range(struct mm_struct *mm, unsigned long start,
 		vma_remove(mm, vma);
 		vma = next;
 	}
-}
-
-/* Splits needed at the two edges of [start, end): at most two. */
-static int edge_splits(struct mm_struct *mm, unsigned long start,
-		       unsigned long end)
-{
-	struct vm_area_struct *vma = find_vma(mm, start);
-	int n = 0;
-
-	if (vma && vma->vm_start < start && vma->vm_end > start)
-		n++;
-	vma = find_vma(mm, end);
-	if (vma && vma->vm_start < end)
-		n++;
-	return n;
+	if (pprev)
+		*pprev = prev;
+	if (pnext)
+		*pnext = vma;
 }
 
 int do_munmap(struct mm_struct *mm, unsigned long start, unsigned long len)
 {
+	struct range_scan rs;
 	struct vma_reserve r;
 	unsigned long end;
 
@@ -538,13 +602,14 @@ int do_munmap(struct mm_struct *mm, unsigned long start, unsigned long len)
 	if (len == 0 || !range_in_arena(mm, start, len))
 		return -EINVAL;
 	end = start + len;
-	if (!map_count_allows(mm, munmap_vma_delta(mm, start, end)))
+	range_scan(mm, start, end, &rs);
+	if (!map_count_allows(mm, rs.middle))
 		return -ENOMEM;
-	if (vma_reserve_fill(&r, edge_splits(mm, start, end))) {
+	if (vma_reserve_fill(&r, rs.splits)) {
 		vma_reserve_release(&r);
 		return -ENOMEM;
 	}
-	munmap_range(mm, start, end, &r);
+	munmap_range(mm, &rs, start, end, &r, NULL, NULL);
 	vma_reserve_release(&r);
 	return 0;
 }
@@ -560,11 +625,13 @@ static unsigned int calc_vm_prot_bits(int prot)
 
 /*
  * Maps [addr, addr + len) with the given attributes over whatever is there,
- * merging with the neighbours. r holds enough VMAs for the unmap and one new
- * VMA. Returns the VMA now holding addr.
+ * merging with the neighbours. rs is the range's scan taken just before; r
+ * holds enough VMAs for the unmap and one new VMA. Returns the VMA now
+ * holding addr.
  */
 static struct vm_area_struct *
-mmap_region(struct mm_struct *mm, unsigned long addr, unsigned long len,
+mmap_region(struct mm_struct *mm, const struct range_scan *rs,
+	    unsigned long addr, unsigned long len,
 	    unsigned int vm_flags, struct address_space *file,
 	    unsigned long pgoff, const struct vm_operations_struct *ops,
 	    unsigned int policy_word, struct vma_reserve *r)
@@ -573,9 +640,7 @@ mmap_region(struct mm_struct *mm, unsigned long addr, unsigned long len,
 	struct vm_area_struct *prev, *next, *vma;
 	bool merge_prev, merge_next;
 
-	munmap_range(mm, addr, end, r);
-
-	next = find_vma_prev(mm, addr, &prev);
+	munmap_range(mm, rs, addr, end, r, &prev, &next);
 	merge_prev = prev && prev->vm_end == addr &&
 		     vma_attrs_match(prev, vm_flags, file, ops) &&
 		     (!file || prev->vm_pgoff + vma_pages(prev) == pgoff);
@@ -584,10 +649,9 @@ mmap_region(struct mm_struct *mm, unsigned long addr, unsigned long len,
 		     (!file || pgoff + (len >> PAGE_SHIFT) == next->vm_pgoff);
 
 	if (merge_prev && merge_next) {
-		unsigned long next_end = next->vm_end;
-
+		/* The hole between them was next's gap, and goes with it. */
+		vma_set_end(prev, next->vm_end);
 		vma_remove(mm, next);
-		vma_adjust(prev, prev->vm_start, next_end, prev->vm_pgoff);
 		return prev;
 	}
 	if (merge_prev) {
@@ -609,6 +673,7 @@ mmap_region(struct mm_struct *mm, unsigned long addr, unsigned long len,
 	vma->vm_policy_word = policy_word;
 	vma_link(mm, vma);
 	vma_open(vma);
+	mm->mmap_cache = vma;
 	return vma;
 }
 
@@ -696,6 +761,7 @@ long do_mmap(struct mm_struct *mm, const struct mmap_req *req,
 {
 	unsigned long len = req->len, pgoff = req->pgoff;
 	struct vm_area_struct *vma;
+	struct range_scan rs;
 	struct vma_reserve r;
 	unsigned int vm_flags;
 	long addr, err;
@@ -722,12 +788,13 @@ long do_mmap(struct mm_struct *mm, const struct mmap_req *req,
 	    mmap_count_after(mm, addr, addr + len, vm_flags, req->obj, pgoff,
 			     req->ops) > mm->max_map_count)
 		return -ENOMEM;
-	if (vma_reserve_fill(&r, 1 + edge_splits(mm, addr, addr + len))) {
+	range_scan(mm, addr, addr + len, &rs);
+	if (vma_reserve_fill(&r, 1 + rs.splits)) {
 		vma_reserve_release(&r);
 		return -ENOMEM;
 	}
-	vma = mmap_region(mm, addr, len, vm_flags, req->obj, pgoff, req->ops,
-			  0, &r);
+	vma = mmap_region(mm, &rs, addr, len, vm_flags, req->obj, pgoff,
+			  req->ops, 0, &r);
 	vma_reserve_release(&r);
 	if (out)
 		*out = vma;
@@ -745,37 +812,34 @@ static void vma_modify_flags(struct mm_struct *mm, unsigned long start,
 			     unsigned long end, unsigned int clear,
 			     unsigned int set, struct vma_reserve *r)
 {
-	struct vm_area_struct *vma = find_vma(mm, start);
+	struct vm_area_struct *vma = find_vma(mm, start), *below;
 
+	below = vma ? vma->vm_prev : NULL;
 	while (vma && vma->vm_start < end) {
 		unsigned int flags = (vma->vm_flags & ~clear) | set;
 
 		if (flags != vma->vm_flags) {
-			if (vma->vm_start < start)
+			if (vma->vm_start < start) {
+				below = vma;
 				vma = vma_split(mm, vma, start,
 						vma_reserve_take(r));
+			}
 			if (vma->vm_end > end)
 				vma_split(mm, vma, end, vma_reserve_take(r));
 			vma->vm_flags = flags;
 		}
+		if (!below)
+			below = vma;
 		vma = vma_next(vma);
 	}
-	vma_merge_range(mm, start, end);
-}
-
-/* True if [start, end) is mapped with no hole. */
-static bool range_fully_mapped(struct mm_struct *mm, unsigned long start,
-			       unsigned long end)
-{
-	struct vm_area_struct *vma = find_vma(mm, start);
-	unsigned long pos = start;
-
-	for (; vma && vma->vm_start <= pos; vma = vma_next(vma)) {
-		pos = vma->vm_end;
-		if (pos >= end)
-			return true;
+	if (below) {
+		vma_merge_range(mm, below, end);
+		/* The next call is likely about the same range: cache it. */
+		if (below->vm_end <= start)
+			below = vma_next(below);
+		if (below && below->vm_start <= start)
+			mm->mmap_cache = below;
 	}
-	return false;
 }
 
 int do_mprotect(struct mm_struct *mm, unsigned long start, unsigned long len,
@@ -783,9 +847,10 @@ int do_mprotect(struct mm_struct *mm, unsigned long start, unsigned long len,
 {
 	unsigned int newbits = calc_vm_prot_bits(prot);
 	struct vm_area_struct *vma;
+	unsigned long end, pos;
+	struct range_scan rs;
 	struct vma_reserve r;
-	unsigned long end;
-	int splits;
+	int splits = 0;
 
 	if (!PAGE_ALIGNED(start) ||
 	    (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
@@ -796,15 +861,26 @@ int do_mprotect(struct mm_struct *mm, unsigned long start, unsigned long len,
 	if (len == 0 || !range_in_arena(mm, start, len))
 		return -ENOMEM;
 	end = start + len;
-	if (!range_fully_mapped(mm, start, end))
-		return -ENOMEM;
-	for (vma = find_vma(mm, start); vma && vma->vm_start < end;
-	     vma = vma_next(vma)) {
+	/*
+	 * One pass checks everything, in address order as the kernel meets
+	 * it (a hole: -ENOMEM, a VMA that forbids it: -EACCES), and counts
+	 * the splits: only a VMA whose flags change is split.
+	 */
+	range_scan(mm, start, end, &rs);
+	pos = start;
+	for (vma = rs.first; vma && vma->vm_start < end; vma = vma_next(vma)) {
+		if (vma->vm_start > pos)
+			return -ENOMEM;
 		/* VM_MAY* sit four bits above the access bits they allow. */
 		if (newbits & ~(vma->vm_flags >> 4) & VM_ACCESS_FLAGS)
 			return -EACCES;
+		if (((vma->vm_flags & ~VM_ACCESS_FLAGS) | newbits) !=
+		    vma->vm_flags)
+			splits += (vma->vm_start < start) + (vma->vm_end > end);
+		pos = vma->vm_end;
 	}
-	splits = edge_splits(mm, start, end);
+	if (pos < end)
+		return -ENOMEM;
 	if (!map_count_allows(mm, splits))
 		return -ENOMEM;
 	if (vma_reserve_fill(&r, splits)) {
@@ -899,10 +975,11 @@ int do_madvise(struct mm_struct *mm, unsigned long start, unsigned long len,
 		}
 		piece_end = vma->vm_end < end ? vma->vm_end : end;
 		if (kind == 0) {
-			int splits = edge_splits(mm, pos, piece_end);
+			struct range_scan rs;
 
-			if (!map_count_allows(mm, splits) ||
-			    vma_reserve_fill(&r, splits)) {
+			range_scan(mm, pos, piece_end, &rs);
+			if (!map_count_allows(mm, rs.splits) ||
+			    vma_reserve_fill(&r, rs.splits)) {
 				vma_reserve_release(&r);
 				return -ENOMEM;
 			}
@@ -931,21 +1008,27 @@ static long move_vma(struct mm_struct *mm, struct vm_area_struct *vma,
 	struct address_space *file = vma->vm_file;
 	const struct vm_operations_struct *ops = vma->vm_ops;
 	unsigned long pgoff = file ? vma_pgoff_at(vma, old_addr) : 0;
+	struct range_scan src, dst;
 	struct vma_reserve r;
 	int delta;
 
-	delta = 1 + munmap_vma_delta(mm, new_addr, new_addr + new_len);
-	if (!dontunmap)
-		delta += munmap_vma_delta(mm, old_addr, old_addr + old_len);
+	range_scan(mm, old_addr, old_addr + old_len, &src);
+	range_scan(mm, new_addr, new_addr + new_len, &dst);
+	delta = 1 + dst.middle + (dontunmap ? 0 : src.middle);
 	if (!map_count_allows(mm, delta))
 		return -ENOMEM;
 	if (vma_reserve_fill(&r, 5)) {
 		vma_reserve_release(&r);
 		return -ENOMEM;
 	}
-	mmap_region(mm, new_addr, new_len, flags, file, pgoff, ops, word, &r);
-	if (!dontunmap)
-		munmap_range(mm, old_addr, old_addr + old_len, &r);
+	mmap_region(mm, &dst, new_addr, new_len, flags, file, pgoff, ops, word,
+		    &r);
+	if (!dontunmap) {
+		/* Mapping the destination may have changed the source's edges. */
+		range_scan(mm, old_addr, old_addr + old_len, &src);
+		munmap_range(mm, &src, old_addr, old_addr + old_len, &r, NULL,
+			     NULL);
+	}
 	vma_reserve_release(&r);
 	return (long)new_addr;
 }
@@ -1018,7 +1101,7 @@ long do_mremap(struct mm_struct *mm, unsigned long old_addr,
 	    (!next || next->vm_start >= old_addr + new_len)) {
 		vma_adjust(vma, vma->vm_start, old_addr + new_len,
 			   vma->vm_pgoff);
-		vma_merge_range(mm, vma->vm_end, vma->vm_end);
+		vma_merge_range(mm, vma, vma->vm_end);
 		return (long)old_addr;
 	}
 	if (!(flags & MREMAP_MAYMOVE))
@@ -1051,7 +1134,7 @@ int dup_mmap(struct mm_struct *child, struct mm_struct *parent)
 		vma_open(copy);
 	}
 	/* Dropping VM_LOCKED may have made neighbours identical. */
-	vma_merge_range(child, child->mmap_base, child->task_size);
+	vma_merge_range(child, mm_first_vma(child), child->task_size);
 	return 0;
 }
 

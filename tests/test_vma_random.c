@@ -605,12 +605,14 @@ static void op_mprotect(int m)
 		n = NPAGES - first;
 	describe("mm%d mprotect %#lx len %#lx prot %d", m, PG(first), NP(n),
 		 prot);
-	/* The whole range must be mapped; then every VMA must allow it. */
+	/*
+	 * Like the kernel, the first problem in address order wins: a hole
+	 * is -ENOMEM, a page whose VMA forbids the protection -EACCES.
+	 */
 	for (unsigned long i = first; i < first + n && !want; i++)
 		if (!model[m].p[i].mapped)
 			want = -ENOMEM;
-	for (unsigned long i = first; i < first + n && !want; i++)
-		if (bits & ~(model[m].p[i].flags >> 4) & VM_ACCESS_FLAGS)
+		else if (bits & ~(model[m].p[i].flags >> 4) & VM_ACCESS_FLAGS)
 			want = -EACCES;
 	check_ret(do_mprotect(&mms[m], PG(first), NP(n), prot), want);
 	if (want == 0)
