@@ -94,6 +94,9 @@ $(BUILD)/upage-demo: $(BUILD)/tests/demo_vma.o $(BUILD)/libengine.a
 $(BUILD)/tests/test_io: $(BUILD)/tests/test_io.o $(BUILD)/daemon/io.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(EV_LIBS) $(URING_LIBS)
 
+$(BUILD)/tests/test_evict: $(BUILD)/tests/test_evict.o $(BUILD)/daemon/evict.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
+
 $(BUILD)/tests/test_backing: $(BUILD)/tests/test_backing.o \
 		$(BUILD)/daemon/backing.o $(BUILD)/daemon/io.o $(BUILD)/libengine.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(EV_LIBS) $(URING_LIBS)
