@@ -16,9 +16,27 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "backing.h"
+
+#ifndef SYS_cachestat
+#define SYS_cachestat 451 /* kernel 6.5; the headers here are older */
+#endif
+
+struct backing_cachestat_range {
+	uint64_t off;
+	uint64_t len;
+};
+
+struct backing_cachestat {
+	uint64_t nr_cache;
+	uint64_t nr_dirty;
+	uint64_t nr_writeback;
+	uint64_t nr_evicted;
+	uint64_t nr_recently_evicted;
+};
 
 /* Address space held for the view beyond the file's size, for growth. */
 #define VIEW_SLACK (1UL << 30)
@@ -56,6 +74,7 @@ int backing_table_init(struct backing_table *t, struct io_ctx *io,
 		return -ENOMEM;
 	t->io = io;
 	t->ready = ready;
+	t->pipe[0] = t->pipe[1] = -1;
 	return 0;
 }
 
@@ -70,8 +89,11 @@ static void backing_free(struct backing *b)
 	t->count--;
 	t->resident_pages -= b->nr_resident;
 	munmap(b->view, b->view_reserved);
+	close(b->memfd_ro);
 	close(b->memfd);
 	close(b->fd);
+	if (b->dfd >= 0)
+		close(b->dfd);
 	free(b->resident);
 	free(b->reading);
 	free(b->dirty);
@@ -85,6 +107,11 @@ void backing_table_exit(struct backing_table *t)
 			backing_free(t->buckets[i]);
 	free(t->buckets);
 	t->buckets = NULL;
+	if (t->pipe[0] >= 0) {
+		close(t->pipe[0]);
+		close(t->pipe[1]);
+		t->pipe[0] = t->pipe[1] = -1;
+	}
 }
 
 void backing_hold(struct backing *b)
@@ -132,7 +159,7 @@ static int backing_create(struct backing_table *t, int fd,
 
 	if (!b)
 		return -ENOMEM;
-	b->fd = b->memfd = -1;
+	b->fd = b->memfd = b->memfd_ro = b->dfd = -1;
 	b->table = t;
 	b->writable = writable;
 	b->size = (uint64_t)st->st_size;
@@ -152,6 +179,17 @@ static int backing_create(struct backing_table *t, int fd,
 	if (b->fd < 0 || b->memfd < 0)
 		goto fail_errno;
 	if (ftruncate(b->memfd, (off_t)(b->npages * PAGE_SIZE)))
+		goto fail_errno;
+	if (t->direct) {
+		/* Our own fd, reopened: O_DIRECT must not change the
+		   client's file description. -1 where not supported. */
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", b->fd);
+		b->dfd = open(link, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	}
+	/* A new open file description: mappings of it can never write. */
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", b->memfd);
+	b->memfd_ro = open(link, O_RDONLY | O_CLOEXEC);
+	if (b->memfd_ro < 0)
 		goto fail_errno;
 	b->view = mmap(NULL, b->view_reserved, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -177,6 +215,10 @@ fail_errno:
 fail:
 	if (b->view != MAP_FAILED)
 		munmap(b->view, b->view_reserved);
+	if (b->dfd >= 0)
+		close(b->dfd);
+	if (b->memfd_ro >= 0)
+		close(b->memfd_ro);
 	if (b->memfd >= 0)
 		close(b->memfd);
 	if (b->fd >= 0)
@@ -306,9 +348,64 @@ static void backing_read_finish(struct backing_read_io *rio, int err)
 
 static void backing_fill_done(void *arg, ssize_t res)
 {
-	struct backing_read_io *rio = arg;
+	backing_read_finish(arg, res < 0 ? (int)res : 0);
+}
 
-	backing_read_finish(rio, res < 0 ? (int)res : 0);
+/* Does the kernel's page cache hold all of [off, off + len) of the file? */
+static bool backing_cached(struct backing *b, uint64_t off, size_t len)
+{
+	struct backing_cachestat_range r = { .off = off, .len = len };
+	struct backing_cachestat cs;
+
+	if (syscall(SYS_cachestat, b->fd, &r, &cs, 0) < 0)
+		return false;
+	return cs.nr_cache * PAGE_SIZE >= PAGE_ALIGN(len);
+}
+
+/*
+ * Moves [off, off + len) of the file into the memfd through a pipe: the
+ * file's cached pages go in by reference, the memfd copies them once, with
+ * write(2) semantics. Never waits on the pipe (non-blocking, drained each
+ * round); a failure leaves the memfd pages that were written, which a read
+ * then overwrites with the same data.
+ */
+static int backing_splice(struct backing *b, uint64_t off, size_t len)
+{
+	struct backing_table *t = b->table;
+	loff_t in = (loff_t)off, out = (loff_t)off;
+	int err = 0;
+
+	if (t->pipe[0] < 0) {
+		if (pipe2(t->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+			return -errno;
+		fcntl(t->pipe[1], F_SETPIPE_SZ, 1 << 20);
+	}
+	while (in < (loff_t)(off + len) && !err) {
+		ssize_t n = splice(b->fd, &in, t->pipe[1], NULL,
+				   off + len - (uint64_t)in, SPLICE_F_MOVE);
+
+		if (n <= 0) {
+			err = n < 0 ? -errno : -ENODATA;
+			break;
+		}
+		while (n > 0) {
+			ssize_t w = splice(t->pipe[0], NULL, b->memfd, &out,
+					   (size_t)n, SPLICE_F_MOVE);
+
+			if (w <= 0) {
+				err = w < 0 ? -errno : -EIO;
+				break;
+			}
+			n -= w;
+		}
+	}
+	if (err) {
+		/* The pipe may hold data now: the next one starts clean. */
+		close(t->pipe[0]);
+		close(t->pipe[1]);
+		t->pipe[0] = t->pipe[1] = -1;
+	}
+	return err;
 }
 
 static void backing_read_done(void *arg, ssize_t res)
@@ -328,10 +425,31 @@ static void backing_read_done(void *arg, ssize_t res)
 	 */
 	len = rio->npages * PAGE_SIZE;
 	memset((char *)rio->bounce + res, 0, len - (size_t)res);
-	err = io_write(b->table->io, b->memfd, rio->bounce, len,
-		       (off_t)(rio->first * PAGE_SIZE), backing_fill_done, rio);
-	if (err)
-		backing_read_finish(rio, err);
+	/* Never past the end the file has now: a write there would grow the
+	   memfd again after a truncation, and pages there must SIGBUS. */
+	if (rio->first >= b->npages)
+		len = 0;
+	else if (rio->first + rio->npages > b->npages)
+		len = (b->npages - rio->first) * PAGE_SIZE;
+	/*
+	 * Into the memfd now, from the loop: a memfd write is a copy that
+	 * never sleeps on a disk, and a second io_uring request would cost
+	 * the waiting client another submit, worker and completion.
+	 */
+	err = 0;
+	for (size_t done = 0; done < len && !err;) {
+		ssize_t n = pwrite(b->memfd, (char *)rio->bounce + done,
+				   len - done,
+				   (off_t)(rio->first * PAGE_SIZE + done));
+
+		if (n > 0)
+			done += (size_t)n;
+		else if (n == 0)
+			err = -EIO;
+		else if (errno != EINTR)
+			err = -errno;
+	}
+	backing_read_finish(rio, err);
 }
 
 /* Issues the read of [first, first + npages): all missing and not reading. */
@@ -351,17 +469,31 @@ static int backing_read_run(struct backing *b, unsigned long first,
 	rio->bytes = npages * PAGE_SIZE;
 	if (off + rio->bytes > b->size)
 		rio->bytes = (size_t)(b->size - off);
+	/* Cached: into the memfd now; the ready report follows a no-op
+	   request, so that it comes from the loop as a read's would. */
+	if (backing_cached(b, off, rio->bytes) &&
+	    backing_splice(b, off, rio->bytes) == 0 &&
+	    io_nop(b->table->io, backing_fill_done, rio) == 0)
+		goto issued;
 	if (posix_memalign(&rio->bounce, PAGE_SIZE, npages * PAGE_SIZE)) {
 		free(rio);
 		return -ENOMEM;
 	}
-	err = io_read(b->table->io, b->fd, rio->bounce, rio->bytes, (off_t)off,
-		      backing_read_done, rio);
+	/* O_DIRECT reads whole pages: not for the file's partial last one,
+	   whose short read would continue at an unaligned offset. */
+	if (b->dfd >= 0 && off + npages * PAGE_SIZE <= b->size)
+		err = io_read(b->table->io, b->dfd, rio->bounce,
+			      npages * PAGE_SIZE, (off_t)off, backing_read_done,
+			      rio);
+	else
+		err = io_read(b->table->io, b->fd, rio->bounce, rio->bytes,
+			      (off_t)off, backing_read_done, rio);
 	if (err) {
 		free(rio->bounce);
 		free(rio);
 		return err;
 	}
+issued:
 	for (i = first; i < first + npages; i++)
 		page_set(b->reading, i);
 	backing_hold(b);
@@ -418,6 +550,54 @@ int backing_read(struct backing *b, unsigned long pgoff)
 			b->stats.ra_pages += run;
 		else
 			b->stats.ra_pages += run - 1;
+	}
+	return 0;
+}
+
+struct backing *backing_find(struct backing_table *t, unsigned long dev,
+			     unsigned long ino)
+{
+	struct backing *b = t->buckets[backing_hash(t, dev, ino)];
+
+	while (b && (b->as.dev != dev || b->as.ino != ino))
+		b = b->hash_next;
+	return b;
+}
+
+void backing_forget(struct backing *b, unsigned long pgoff)
+{
+	if (pgoff < b->npages && page_test(b->resident, pgoff)) {
+		page_clear(b->resident, pgoff);
+		b->nr_resident--;
+		b->table->resident_pages--;
+	}
+	if (pgoff < b->npages && page_test(b->dirty, pgoff)) {
+		page_clear(b->dirty, pgoff); /* its data is gone with it */
+		b->nr_dirty--;
+	}
+}
+
+int backing_readahead(struct backing *b, unsigned long first,
+		      unsigned long npages)
+{
+	unsigned long end = first + npages, i, run;
+	int err;
+
+	if (end > b->npages || end < first)
+		end = b->npages;
+	for (i = first; i < end; i += run ? run : 1) {
+		/* In pieces: the first pages are ready while the rest read. */
+		run = 0;
+		while (i + run < end && run < RA_CHUNK_PAGES &&
+		       !page_test(b->resident, i + run) &&
+		       !page_test(b->reading, i + run))
+			run++;
+		if (!run)
+			continue;
+		err = backing_read_run(b, i, run);
+		if (err)
+			return err;
+		b->stats.ra_pages += run;
 	}
 	return 0;
 }

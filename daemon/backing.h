@@ -17,7 +17,11 @@
  *   nothing reads a page twice), dirty (to be written back).
  * - backing_read() plans one fault's read with the readahead window, issues
  *   it through io.c, and reports each finished run of pages through the
- *   object's ready callback with 0 or -errno.
+ *   object's ready callback with 0 or -errno, always from the loop, never
+ *   from inside backing_read(). A run the kernel's page cache holds whole
+ *   is spliced into the memfd at once (one copy); any other is read through
+ *   io_uring into a bounce buffer, with O_DIRECT when the table says so and
+ *   the file allows it (no second copy in the kernel's page cache).
  * - Single-threaded: the daemon's loop owns every object.
  */
 #ifndef UPAGED_BACKING_H
@@ -33,6 +37,8 @@
 /* Readahead window bounds, in pages. */
 #define RA_MIN_PAGES 4UL
 #define RA_MAX_PAGES 256UL
+/* backing_readahead() reads in pieces of at most this many pages. */
+#define RA_CHUNK_PAGES 64UL
 
 struct backing;
 
@@ -56,8 +62,11 @@ struct backing {
 	struct backing_table *table;
 	int refs;                  /* holders: VMAs and in-flight I/O */
 	int fd;                    /* the file, from a client */
+	int dfd;                   /* the same opened O_DIRECT, or -1 */
 	bool writable;             /* fd allows write-back */
 	int memfd;                 /* the page cache */
+	int memfd_ro;              /* the same, opened read-only: what
+				      clients that may not write get */
 	unsigned char *view;       /* daemon's mapping of memfd */
 	size_t view_reserved;      /* bytes of address space held for view */
 	uint64_t size;             /* file size, bytes */
@@ -70,6 +79,8 @@ struct backing {
 	/* Readahead: the last window read and its size, pages. */
 	unsigned long ra_start;
 	unsigned long ra_size;
+	unsigned long ra_marker;   /* the fault layer's: page left out of its
+				      last readahead, 0 for none */
 	char path[256];            /* for maps output, from the fd */
 	struct backing_stats stats;
 	void *owner;               /* the fault layer's state */
@@ -83,6 +94,8 @@ struct backing_table {
 	struct io_ctx *io;
 	backing_ready_fn ready;
 	size_t resident_pages;     /* sum over objects */
+	bool direct;               /* read what is not cached with O_DIRECT */
+	int pipe[2];               /* for splicing cached file pages */
 };
 
 int backing_table_init(struct backing_table *t, struct io_ctx *io,
@@ -126,6 +139,21 @@ static inline bool backing_reading(const struct backing *b,
  * the end of the file).
  */
 int backing_read(struct backing *b, unsigned long pgoff);
+
+/* The object for (dev, ino) if there is one; no reference is taken. */
+struct backing *backing_find(struct backing_table *t, unsigned long dev,
+			     unsigned long ino);
+
+/* Page pgoff left the memfd behind our back: not resident any more. */
+void backing_forget(struct backing *b, unsigned long pgoff);
+
+/*
+ * Starts reading the pages of [first, first + npages) that are neither
+ * resident nor being read, leaving the readahead window alone: the
+ * caller's own readahead. 0, or -errno if nothing could be issued.
+ */
+int backing_readahead(struct backing *b, unsigned long first,
+		      unsigned long npages);
 
 /* Marks pages dirty (the client wrote through a shared mapping). */
 void backing_mark_dirty(struct backing *b, unsigned long first,

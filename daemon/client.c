@@ -60,6 +60,7 @@ void client_accept(int fd)
 void client_free(struct client *c, const char *why)
 {
 	log_debug("client pid %d: %s", c->pid, why);
+	file_client_gone(c);
 	ev_io_stop(upaged.loop, &c->w);
 	close(c->fd);
 	if (c->umm) {
@@ -143,12 +144,15 @@ static int client_hello(struct client *c, const struct upage_hello *m,
 		return -ENOMEM;
 	}
 	u->client = c;
+	u->uid = c->uid;
 	umm_bind(u, c->pid);
 	c->umm = u;
 	return 0;
 }
 
-static long client_map(struct umm *u, const struct upage_map *m)
+/* Takes nothing: fd stays the caller's; *memfd is the object's. */
+static long client_map(struct umm *u, const struct upage_map *m, int fd,
+		       int *memfd, int *how)
 {
 	struct vm_area_struct *vma;
 	struct mmap_req req;
@@ -158,11 +162,13 @@ static long client_map(struct umm *u, const struct upage_map *m)
 
 	if (!m->len || len < m->len)
 		return -EINVAL;
-	if (!(m->flags & MAP_ANONYMOUS) || (m->flags & MAP_SHARED))
-		return -ENODEV; /* file and shared memory: later policies */
 	if ((m->flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
 	    !umm_range_ok(u, m->addr, len))
 		return -EINVAL;
+	if (!(m->flags & MAP_ANONYMOUS))
+		return file_map(u, m, fd, memfd, how); /* registered at commit */
+	if (m->flags & MAP_SHARED)
+		return -ENODEV; /* anonymous shared memory: not yet */
 	memset(&req, 0, sizeof(req));
 	req.addr = m->addr;
 	req.len = len;
@@ -200,7 +206,11 @@ static int client_remap(struct umm *u, const struct upage_remap *m,
 	vma = find_vma(&u->mm, m->old_addr);
 	if (!vma || vma->vm_start > m->old_addr)
 		return -EFAULT;
+	/* A file mapping grows over memfd, not reservation: not yet. */
+	if (vma->vm_file && new_len > old_len)
+		return -EOPNOTSUPP;
 	*prot = prot_of(vma->vm_flags);
+	file_range_release(u, m->old_addr, old_len);
 	r = do_mremap(&u->mm, m->old_addr, old_len, new_len, m->flags,
 		      m->new_addr);
 	if (r < 0)
@@ -223,9 +233,10 @@ static int client_remap(struct umm *u, const struct upage_remap *m,
 	return 0;
 }
 
-/* msync(2) checks; anonymous memory has nothing to write back. */
-static int client_sync(struct umm *u, const struct upage_sync *m)
+/* msync(2): checks, then file write-back (1: the reply comes later). */
+static int client_sync(struct client *c, const struct upage_sync *m)
 {
+	struct umm *u = c->umm;
 	unsigned long len = PAGE_ALIGN(m->len);
 	unsigned long a = m->addr, end = m->addr + len;
 	struct vm_area_struct *vma;
@@ -244,7 +255,7 @@ static int client_sync(struct umm *u, const struct upage_sync *m)
 			return -ENOMEM;
 		a = vma->vm_end;
 	}
-	return 0;
+	return file_sync(c, &m->hdr, m->addr, len, m->flags);
 }
 
 static void client_stats(struct client *c, const struct upage_hdr *h)
@@ -276,7 +287,7 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 	const struct upage_hdr *h = buf;
 	struct umm *u = c->umm;
 	uint64_t addr = 0, aux = 0;
-	int32_t prot = 0;
+	int32_t prot = 0, memfd = -1, how = 0;
 	long r = 0;
 
 	upaged.cnt.requests++;
@@ -287,6 +298,15 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 		break;
 	case UPAGE_MSG_STATS:
 		client_stats(c, h);
+		return;
+	case UPAGE_MSG_RMAP_QUERY:
+		file_rmap_query(c, buf, fd); /* no HELLO needed: read-only */
+		return;
+	case UPAGE_MSG_STATUS:
+	case UPAGE_MSG_CLIENTS:
+	case UPAGE_MSG_MAPS:
+	case UPAGE_MSG_FILES:
+		query_dispatch(c, buf); /* no HELLO needed: read-only */
 		return;
 	case UPAGE_MSG_HELLO:
 		r = client_hello(c, buf, fd);
@@ -300,7 +320,7 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 		}
 		switch (h->type) {
 		case UPAGE_MSG_MAP:
-			r = client_map(u, buf);
+			r = client_map(u, buf, fd, &memfd, &how);
 			if (r >= 0) {
 				addr = r;
 				r = 0;
@@ -310,27 +330,36 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 			const struct upage_unmap *m = buf;
 			unsigned long len = PAGE_ALIGN(m->len);
 
-			if (!umm_range_ok(u, m->addr, len) || len < m->len)
+			if (!umm_range_ok(u, m->addr, len) || len < m->len) {
 				r = -EINVAL;
-			else
+			} else {
+				file_range_release(u, m->addr, len);
 				r = do_munmap(&u->mm, m->addr, len);
+			}
 			break;
 		}
 		case UPAGE_MSG_PROTECT: {
 			const struct upage_protect *m = buf;
 			unsigned long len = PAGE_ALIGN(m->len);
 
-			if (!umm_range_ok(u, m->addr, len) || len < m->len)
+			if (!umm_range_ok(u, m->addr, len) || len < m->len) {
 				r = -EINVAL;
-			else
+			} else {
+				file_range_release(u, m->addr, len);
 				r = do_mprotect(&u->mm, m->addr, len, m->prot);
+			}
 			break;
 		}
 		case UPAGE_MSG_REMAP:
 			r = client_remap(u, buf, &addr, &prot, &aux);
 			break;
 		case UPAGE_MSG_SYNC:
-			r = client_sync(u, buf);
+			r = client_sync(c, buf);
+			if (r == 1)
+				return; /* file_sync() replies */
+			break;
+		case UPAGE_MSG_MAP_COMMIT:
+			r = file_commit(u, buf);
 			break;
 		case UPAGE_MSG_ADVISE: {
 			const struct upage_advise *m = buf;
@@ -346,12 +375,15 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 		}
 	}
 	if (fd >= 0)
-		close(fd); /* file mappings come with later policies */
+		close(fd); /* a backing object keeps its own duplicate */
 #ifdef UPAGED_DEBUG_VM
 	if (c->umm && validate_mm(&c->umm->mm))
 		abort();
 #endif
-	proto_reply(c->fd, h, (int)r, addr, prot, aux);
+	if (memfd >= 0 && r == 0)
+		proto_reply_fd(c->fd, h, 0, addr, (uint64_t)how, memfd);
+	else
+		proto_reply(c->fd, h, (int)r, addr, prot, aux);
 }
 
 static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)

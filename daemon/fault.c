@@ -41,6 +41,16 @@
 #ifndef MREMAP_FIXED
 #define MREMAP_FIXED 2
 #endif
+#ifndef UFFDIO_POISON
+/* Kernel 6.6; the installed headers are older. */
+struct uffdio_poison {
+	struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE ((__u64)1 << 0)
+	__u64 mode;
+	__s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, 0x08, struct uffdio_poison)
+#endif
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -48,6 +58,9 @@
 struct fault_ctx {
 	struct umm *umm;
 };
+
+/* When the batch of messages being handled was read (service time). */
+static uint64_t fault_read_ns;
 
 static void fault_uffd_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void fault_pidfd_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -109,6 +122,7 @@ void umm_kill(struct umm *u, const char *why)
 		c->umm = NULL;
 		client_free(c, why);
 	}
+	file_umm_gone(u);
 	ev_io_stop(upaged.loop, &u->uffd_w);
 	/* Closing the uffd wakes every thread still waiting on it: the kernel
 	   then resolves their faults itself. */
@@ -168,7 +182,12 @@ int fault_unregister(struct umm *u, unsigned long addr, unsigned long len)
 	return ioctl(u->uffd, UFFDIO_UNREGISTER, &r) < 0 ? -errno : 0;
 }
 
-static void fault_wake(struct umm *u, unsigned long addr, unsigned long len)
+struct umm *fault_umm(const struct vm_fault *vmf)
+{
+	return ((struct fault_ctx *)vmf->ctx)->umm;
+}
+
+void fault_wake(struct umm *u, unsigned long addr, unsigned long len)
 {
 	struct uffdio_range r = { .start = addr, .len = len };
 
@@ -176,6 +195,21 @@ static void fault_wake(struct umm *u, unsigned long addr, unsigned long len)
 	upaged.cnt.wakes++;
 	if (ioctl(u->uffd, UFFDIO_WAKE, &r) < 0)
 		log_debug("wake %#lx: %s", addr, strerror(errno));
+}
+
+/*
+ * SIGBUS for whoever touches [addr, addr + len), as the kernel gives for a
+ * page it cannot read: the waiting thread is woken into it. Falls back to a
+ * plain wake where poisoning is refused (the page became present).
+ */
+void fault_poison(struct umm *u, unsigned long addr, unsigned long len)
+{
+	struct uffdio_poison p = { .range = { .start = addr, .len = len } };
+
+	if (ioctl(u->uffd, UFFDIO_POISON, &p) < 0) {
+		log_debug("poison %#lx: %s", addr, strerror(errno));
+		fault_wake(u, addr, len);
+	}
 }
 
 static void fault_count_fill(struct umm *u, unsigned long pages)
@@ -206,6 +240,7 @@ long fault_fill_zero(struct vm_fault *vmf, unsigned long addr,
 
 	if (len > upaged.cluster * PAGE_SIZE)
 		len = upaged.cluster * PAGE_SIZE;
+again:
 	do {
 		if (copy) {
 			struct uffdio_copy c = {
@@ -223,6 +258,13 @@ long fault_fill_zero(struct vm_fault *vmf, unsigned long addr,
 		}
 		e = errno;
 	} while (r < 0 && e == EINTR);
+	if (r < 0 && e == ENOENT && done <= 0 && len > PAGE_SIZE) {
+		/* The kernel does not merge every pair of VMAs the model
+		   does (anon_vma), and a fill may not cross from one of its
+		   VMAs into the next: fill the faulting page alone. */
+		len = PAGE_SIZE;
+		goto again;
+	}
 	if (r == 0) {
 		fault_count_fill(u, len >> PAGE_SHIFT);
 		return len >> PAGE_SHIFT;
@@ -366,6 +408,7 @@ static void fault_event_unmap(struct umm *u, unsigned long start,
 		return; /* ours: the model went first */
 	log_debug("pid %d: munmap %#lx-%#lx behind the library", u->pid,
 		  start, end);
+	file_range_release(u, start, end - start);
 	do_munmap(&u->mm, start, end - start);
 	fault_make_hole(u, start, end);
 }
@@ -379,6 +422,7 @@ static void fault_event_remap(struct umm *u, unsigned long from,
 		return; /* ours, or not in the arena */
 	log_debug("pid %d: mremap %#lx -> %#lx behind the library", u->pid,
 		  from, to);
+	file_range_release(u, from, len);
 	if (umm_range_ok(u, to, len) &&
 	    do_mremap(&u->mm, from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
 		      to) >= 0) {
@@ -408,6 +452,7 @@ static void fault_event_fork(struct umm *u, int ufd)
 		close(ufd);
 		return;
 	}
+	child->uid = u->uid;
 	if (dup_mmap(&child->mm, &u->mm) < 0) {
 		umm_kill(child, "out of memory at fork");
 		return;
@@ -423,6 +468,7 @@ static int fault_msg(struct umm *u, const struct uffd_msg *msg)
 {
 	unsigned long addr;
 	unsigned int flags = 0;
+	int kind, r;
 
 	switch (msg->event) {
 	case UFFD_EVENT_PAGEFAULT:
@@ -437,7 +483,10 @@ static int fault_msg(struct umm *u, const struct uffd_msg *msg)
 		}
 		if (!u->pid && msg->arg.pagefault.feat.ptid)
 			umm_bind(u, fault_tgid_of(msg->arg.pagefault.feat.ptid));
-		return fault_page(u, addr, flags);
+		kind = query_fault_kind(u, addr, flags);
+		r = fault_page(u, addr, flags);
+		query_fault_done(kind, fault_read_ns); /* upagectl status */
+		return r;
 	case UFFD_EVENT_FORK:
 		fault_event_fork(u, (int)msg->arg.fork.ufd);
 		return 0;
@@ -500,7 +549,7 @@ static int fault_drain(struct umm *u)
 			__builtin_ia32_pause();
 			continue;
 		}
-		last = fault_now_ns();
+		last = fault_read_ns = fault_now_ns();
 		if (!start)
 			start = last;
 		if (n == 0 || n % sizeof(msgs[0]))

@@ -9,7 +9,7 @@
 
 #include "io.h"
 
-enum io_op { IO_READ, IO_WRITE, IO_FSYNC };
+enum io_op { IO_READ, IO_WRITE, IO_FSYNC, IO_NOP };
 
 struct io_req {
 	enum io_op op;
@@ -52,6 +52,9 @@ static int io_queue(struct io_ctx *io, struct io_req *req)
 	case IO_FSYNC:
 		io_uring_prep_fsync(sqe, req->fd, 0);
 		break;
+	case IO_NOP:
+		io_uring_prep_nop(sqe);
+		break;
 	}
 	io_uring_sqe_set_data(sqe, req);
 	io->queued++;
@@ -64,7 +67,8 @@ static int io_submit_new(struct io_ctx *io, enum io_op op, int fd, void *buf,
 	struct io_req *req;
 	int err;
 
-	if (fd < 0 || (op != IO_FSYNC && (!buf || len == 0)) || off < 0)
+	if ((fd < 0 && op != IO_NOP) ||
+	    (op != IO_FSYNC && op != IO_NOP && (!buf || len == 0)) || off < 0)
 		return -EINVAL;
 	/* One SQE moves at most 2 GiB - 4 KiB; callers use far less. */
 	if (len > 0x7ffff000UL)
@@ -101,6 +105,11 @@ int io_fsync(struct io_ctx *io, int fd, io_done_fn done, void *arg)
 	return io_submit_new(io, IO_FSYNC, fd, NULL, 0, 0, done, arg);
 }
 
+int io_nop(struct io_ctx *io, io_done_fn done, void *arg)
+{
+	return io_submit_new(io, IO_NOP, -1, NULL, 0, 0, done, arg);
+}
+
 void io_flush(struct io_ctx *io)
 {
 	int ret;
@@ -124,7 +133,7 @@ static void io_finish(struct io_ctx *io, struct io_req *req, ssize_t res)
 		io->stats.reads++, io->stats.read_bytes += (uint64_t)res;
 	else if (req->op == IO_WRITE)
 		io->stats.writes++, io->stats.write_bytes += (uint64_t)res;
-	else
+	else if (req->op == IO_FSYNC)
 		io->stats.fsyncs++;
 	io->inflight--;
 	if (req->done)
@@ -143,7 +152,7 @@ static void io_complete(struct io_ctx *io, struct io_req *req, int res)
 		io_finish(io, req, res);
 		return;
 	}
-	if (req->op == IO_FSYNC) {
+	if (req->op == IO_FSYNC || req->op == IO_NOP) {
 		io_finish(io, req, 0);
 		return;
 	}

@@ -59,6 +59,9 @@ int io_read(struct io_ctx *io, int fd, void *buf, size_t len, off_t off,
 int io_write(struct io_ctx *io, int fd, const void *buf, size_t len,
 	     off_t off, io_done_fn done, void *arg);
 int io_fsync(struct io_ctx *io, int fd, io_done_fn done, void *arg);
+/* Does nothing, then calls done(arg, 0) from the loop like any request:
+   work finished at once reports in the same order as the rest. */
+int io_nop(struct io_ctx *io, io_done_fn done, void *arg);
 
 /* Submits what is queued now. */
 void io_flush(struct io_ctx *io);

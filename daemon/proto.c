@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <upage/wire.h>
+
 #include "upaged.h"
 
 /* Room for a few fds: a client sending more must not make us leak them. */
@@ -93,6 +95,12 @@ static const struct proto_layout proto_layouts[] = {
 	{ UPAGE_MSG_SYNC, sizeof(struct upage_sync) },
 	{ UPAGE_MSG_ADVISE, sizeof(struct upage_advise) },
 	{ UPAGE_MSG_STATS, sizeof(struct upage_hdr) },
+	{ UPAGE_MSG_MAP_COMMIT, sizeof(struct upage_map_commit) },
+	{ UPAGE_MSG_RMAP_QUERY, sizeof(struct upage_rmap_query) },
+	{ UPAGE_MSG_STATUS, sizeof(struct upage_hdr) },
+	{ UPAGE_MSG_CLIENTS, sizeof(struct upage_query) },
+	{ UPAGE_MSG_MAPS, sizeof(struct upage_query) },
+	{ UPAGE_MSG_FILES, sizeof(struct upage_query) },
 };
 
 /* How many fds a well-formed message of this type carries. */
@@ -109,6 +117,8 @@ static int proto_fds_expected(const void *buf)
 		const struct upage_map *m = buf;
 		return (m->flags & MAP_ANONYMOUS) ? 0 : 1;
 	}
+	case UPAGE_MSG_RMAP_QUERY:
+		return 1; /* the file, opened by the asker */
 	default:
 		return 0;
 	}
@@ -159,6 +169,28 @@ int proto_send(int sock, const void *msg, size_t len)
 	if (n < 0)
 		return -errno;
 	return n == (ssize_t)len ? 0 : -EIO;
+}
+
+/* As proto_reply(), with fd (if >= 0) passed along (SCM_RIGHTS). */
+int proto_reply_fd(int sock, const struct upage_hdr *req, int error,
+		   uint64_t addr, uint64_t aux, int fd)
+{
+	struct upage_reply r;
+	ssize_t n;
+
+	memset(&r, 0, sizeof(r));
+	r.hdr.version = UPAGE_PROTO_VERSION;
+	r.hdr.type = (uint16_t)(req->type | UPAGE_MSG_REPLY);
+	r.hdr.len = sizeof(r);
+	r.hdr.id = req->id;
+	r.error = error;
+	r.addr = addr;
+	r.aux = aux;
+	n = upage_wire_send(sock, &r, sizeof(r), fd,
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)sizeof(r) ? 0 : -EIO;
 }
 
 void proto_reply(int sock, const struct upage_hdr *req, int error,

@@ -36,6 +36,7 @@ struct deferred_fault {
 struct umm {
 	struct mm_struct mm;
 	pid_t pid;                /* 0 until bound (fork child) */
+	uid_t uid;                /* owner: who said HELLO; fork inherits */
 	int pidfd;                /* -1 until bound */
 	int uffd;
 	uint64_t features;        /* UFFD_FEATURE_* the client enabled */
@@ -46,6 +47,8 @@ struct umm {
 	struct deferred_fault *deferred;
 	size_t ndeferred, deferred_cap;
 	struct upage_counters cnt;
+	unsigned long file_stray_addr; /* policy_file.c: repeated fault on */
+	unsigned int file_stray_count; /* a page already in the cache */
 	struct umm *next, *prev;  /* upaged.mms */
 };
 
@@ -91,7 +94,20 @@ void log_msg(int level, const char *fmt, ...)
 #define log_debug(...) \
 	do { if (log_level >= LOG_DEBUG) log_msg(LOG_DEBUG, __VA_ARGS__); } while (0)
 
-/* server.c */
+/* config.c: settings from /etc/upaged.conf and the command line. */
+struct config {
+	char socket_path[108]; /* sizeof(sun_path) */
+	gid_t socket_gid;      /* (gid_t)-1: leave the socket's group alone */
+	bool foreground;
+};
+extern struct config config;
+int config_init(int argc, char **argv);
+
+/* service.c: systemd readiness, status and watchdog (no-ops without it). */
+void service_ready(void);
+void service_stopping(void);
+
+/* server.c: takes a socket passed by systemd, else creates its own. */
 int server_listen(const char *path);
 void server_start(void);
 void server_stop(void);
@@ -105,6 +121,8 @@ void client_free_all(void);
 ssize_t proto_recv(int sock, void *buf, size_t size, int *fd, int *nfds);
 int proto_check(const void *buf, size_t n, int nfds, bool *drop);
 int proto_send(int sock, const void *msg, size_t len);
+int proto_reply_fd(int sock, const struct upage_hdr *req, int error,
+		   uint64_t addr, uint64_t aux, int fd);
 void proto_reply(int sock, const struct upage_hdr *req, int error,
 		 uint64_t addr, int32_t prot, uint64_t aux);
 
@@ -119,13 +137,53 @@ int fault_unregister(struct umm *m, unsigned long addr, unsigned long len);
 void fault_init(void);
 void fault_drain_all(void);
 void fault_reap_unbound(void);
+struct umm *fault_umm(const struct vm_fault *vmf);
+void fault_wake(struct umm *u, unsigned long addr, unsigned long len);
+void fault_poison(struct umm *u, unsigned long addr, unsigned long len);
 /* Fills [addr, addr + len) with zeroes; see fault.c. */
 long fault_fill_zero(struct vm_fault *vmf, unsigned long addr,
 		     unsigned long len);
 
+/* query.c: upagectl's read-only queries, and the figures they report. */
+void query_init(void);
+/* Answers one checked query, STATUS..FILES (they carry no fd). */
+void query_dispatch(struct client *c, const void *buf);
+/* Fault kinds for the status counters; classify before serving. */
+enum { QUERY_FAULT_ZERO, QUERY_FAULT_FILE, QUERY_FAULT_COW, QUERY_FAULT_WP,
+       QUERY_FAULT_MINOR, QUERY_FAULT_OTHER };
+int query_fault_kind(struct umm *u, unsigned long addr, unsigned int flags);
+/* A fault of that kind was served; read_ns: when its message was read. */
+void query_fault_done(int kind, uint64_t read_ns);
+
 /* policy_anon.c */
 extern const struct vm_operations_struct anon_vm_ops;
 extern const struct vm_operations_struct hole_vm_ops;
+
+/* policy_file.c (shared file mappings) and policy_cow.c (private ones). */
+struct upage_map_commit;
+struct upage_rmap_query;
+extern const struct vm_operations_struct file_vm_ops;
+extern const struct vm_operations_struct cow_vm_ops;
+int file_init(struct ev_loop *loop);
+void file_exit(void);
+/* Runs every read and write-back in flight to its end. */
+void file_quiesce(void);
+void file_umm_gone(struct umm *u);
+void file_client_gone(struct client *c);
+int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf);
+void file_vma_open(struct vm_area_struct *vma);
+void file_vma_close(struct vm_area_struct *vma);
+/* Before unmap/mprotect/mremap of the range: write back what it wrote. */
+void file_range_release(struct umm *u, unsigned long addr, unsigned long len);
+/* MAP of a file: the address, *memfd gets the page cache to send. */
+long file_map(struct umm *u, const struct upage_map *m, int fd, int *memfd,
+	      int *how);
+int file_commit(struct umm *u, const struct upage_map_commit *m);
+/* msync: 1 when the reply is sent later, else 0 or -errno. */
+int file_sync(struct client *c, const struct upage_hdr *req,
+	      unsigned long addr, unsigned long len, int flags);
+void file_rmap_query(struct client *c, const struct upage_rmap_query *q,
+		     int fd);
 
 static inline bool umm_range_ok(const struct umm *m, unsigned long addr,
 				unsigned long len)

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include <upage/upage.h>
+#include <upage/wire.h>
 
 #define UPAGE_EXPORT __attribute__((visibility("default")))
 
@@ -125,13 +126,7 @@ static void up_lost(void)
 static int up_call(void *req, size_t len, uint16_t type, int fd, void *rep,
 		   size_t rlen)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} cbuf;
 	struct upage_hdr *h = req, *rh = rep;
-	struct iovec iov = { .iov_base = req, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	uint64_t buf[UPAGE_MSG_MAX / 8];
 	ssize_t n;
 
@@ -139,21 +134,7 @@ static int up_call(void *req, size_t len, uint16_t type, int fd, void *rep,
 	h->type = type;
 	h->len = (uint32_t)len;
 	h->id = ++up.next_id;
-	if (fd >= 0) {
-		struct cmsghdr *cm;
-
-		memset(&cbuf, 0, sizeof(cbuf));
-		msg.msg_control = cbuf.buf;
-		msg.msg_controllen = sizeof(cbuf.buf);
-		cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	}
-	do
-		n = sendmsg(up.sock, &msg, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	n = upage_wire_send(up.sock, req, len, fd, MSG_NOSIGNAL);
 	if (n != (ssize_t)len) {
 		up_lost();
 		return -ENOTCONN;
@@ -182,6 +163,67 @@ static int up_call(void *req, size_t len, uint16_t type, int fd, void *rep,
 	return 0;
 }
 
+/*
+ * Like up_call(), for replies that may carry an fd (*rfd, else -1) and
+ * have a variable length: up to rlen bytes, *got says how many.
+ */
+static int up_call_fd(void *req, size_t len, uint16_t type, int fd,
+		      void *rep, size_t rlen, size_t *got, int *rfd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct upage_hdr *h = req, *rh = rep;
+	struct iovec iov = { .iov_base = req, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	*rfd = -1;
+	h->version = UPAGE_PROTO_VERSION;
+	h->type = type;
+	h->len = (uint32_t)len;
+	h->id = ++up.next_id;
+	n = upage_wire_send(up.sock, req, len, fd, MSG_NOSIGNAL);
+	if (n < 0 && errno == EBADF && fd >= 0)
+		return -EBADF; /* the caller's fd; nothing was sent */
+	if (n != (ssize_t)len) {
+		up_lost();
+		return -ENOTCONN;
+	}
+	iov.iov_base = rep;
+	iov.iov_len = rlen;
+	memset(&cbuf, 0, sizeof(cbuf));
+	msg.msg_control = cbuf.buf;
+	msg.msg_controllen = sizeof(cbuf.buf);
+	do
+		n = recvmsg(up.sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		up_lost();
+		return -ENOTCONN;
+	}
+	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+		if (cm->cmsg_level == SOL_SOCKET &&
+		    cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(rfd, CMSG_DATA(cm), sizeof(int));
+	/* Every reply has the header and an error field. */
+	if ((size_t)n < sizeof(struct upage_hdr) + sizeof(int32_t) ||
+	    (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	    rh->version != UPAGE_PROTO_VERSION || rh->len != (size_t)n ||
+	    rh->id != h->id || rh->type != (type | UPAGE_MSG_REPLY)) {
+		if (*rfd >= 0)
+			close(*rfd);
+		*rfd = -1;
+		up_lost();
+		return -EPROTO;
+	}
+	*got = (size_t)n;
+	return 0;
+}
+
 /* Plain request answered by struct upage_reply: its error, or -errno. */
 static int up_request(void *req, size_t len, uint16_t type, int fd,
 		      struct upage_reply *rep)
@@ -191,36 +233,83 @@ static int up_request(void *req, size_t len, uint16_t type, int fd,
 	return r < 0 ? r : rep->error;
 }
 
-static int up_uffd_open(uint64_t *features)
+/* The kind of the userfaultfd in use, UPAGE_UFFD_NONE before connect, and
+   the features it was opened with. */
+static int up_uffd_kind = UPAGE_UFFD_NONE;
+static uint64_t up_uffd_features;
+
+/*
+ * A new userfaultfd, the best this process can get, best first: from
+ * /dev/userfaultfd (or $UPAGE_USERFAULTFD_DEV), full to whoever may open the
+ * node (installation gives group upage access); the syscall, full for
+ * CAP_SYS_PTRACE or with vm.unprivileged_userfaultfd=1; the syscall with
+ * UFFD_USER_MODE_ONLY, which serves only faults taken in user mode. *kind
+ * says which; when none, the errno of the full syscall is the reason
+ * (EPERM: not allowed), unless the kernel has no userfaultfd (ENOSYS).
+ */
+static int up_uffd_new(int *kind)
 {
-	struct uffdio_api api = { .api = UFFD_API, .features = UP_FEATURES };
+	const char *node = secure_getenv("UPAGE_USERFAULTFD_DEV");
 	int dev, fd = -1;
 
-	/* /dev/userfaultfd gives a full descriptor to whoever may open it;
-	   the syscall may give unprivileged users a user-mode-only one. */
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (!node || !*node)
+		node = "/dev/userfaultfd";
+	*kind = UPAGE_UFFD_FULL;
+	dev = open(node, O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
 		close(dev);
 	}
 	if (fd < 0)
 		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0 && errno == EPERM)
+	if (fd < 0 && errno == EPERM) {
+		*kind = UPAGE_UFFD_USER_ONLY;
 		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK |
 				  UFFD_USER_MODE_ONLY);
-	if (fd < 0)
-		return -errno;
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		int e = errno;
-
-		close(fd);
-		return -e;
+		/* EINVAL: a kernel without user-mode-only (< 5.11). */
+		if (fd < 0 && errno == EINVAL)
+			errno = EPERM;
 	}
-	if ((api.features & UP_FEATURES) != UP_FEATURES) {
+	if (fd < 0) {
+		*kind = UPAGE_UFFD_NONE;
+		return -errno;
+	}
+	return fd;
+}
+
+/*
+ * A new userfaultfd with the events enabled. The kernel grants
+ * UFFD_FEATURE_EVENT_FORK only with CAP_SYS_PTRACE, whatever the kind: an
+ * unprivileged client goes without, and its fork children are not clients
+ * (their copies of the mappings are the kernel's).
+ */
+static int up_uffd_open(uint64_t *features, int *kind)
+{
+	uint64_t want = UP_FEATURES;
+	struct uffdio_api api;
+	int fd, e;
+
+	for (;;) {
+		fd = up_uffd_new(kind);
+		if (fd < 0)
+			return fd;
+		api = (struct uffdio_api){ .api = UFFD_API, .features = want };
+		if (ioctl(fd, UFFDIO_API, &api) == 0)
+			break;
+		e = errno;
 		close(fd);
+		if (e != EPERM || !(want & UFFD_FEATURE_EVENT_FORK)) {
+			*kind = UPAGE_UFFD_NONE;
+			return -e;
+		}
+		want &= ~(uint64_t)UFFD_FEATURE_EVENT_FORK;
+	}
+	if ((api.features & want) != want) {
+		close(fd);
+		*kind = UPAGE_UFFD_NONE;
 		return -EOPNOTSUPP;
 	}
-	*features = UP_FEATURES;
+	*features = want;
 	return fd;
 }
 
@@ -249,7 +338,7 @@ static int up_connect_fresh(const struct upage_options *opts)
 	struct upage_reply rep;
 	uint64_t features = 0;
 	void *resv;
-	int uffd, sock, r;
+	int uffd, sock, r, kind;
 
 	if (!path || !*path)
 		path = getenv("UPAGED_SOCKET");
@@ -267,7 +356,7 @@ static int up_connect_fresh(const struct upage_options *opts)
 	size = UP_ALIGN(size);
 	strcpy(up.path, path);
 
-	uffd = up_uffd_open(&features);
+	uffd = up_uffd_open(&features, &kind);
 	if (uffd < 0)
 		return uffd;
 	/* Two probe pages, then the arena; MAP_NORESERVE: costs nothing. */
@@ -302,6 +391,8 @@ static int up_connect_fresh(const struct upage_options *opts)
 	/* The daemon holds its own copy: ours would keep faults waiting for
 	   a reader if the daemon died. */
 	close(uffd);
+	up_uffd_kind = kind;
+	up_uffd_features = features;
 	up.pid = getpid();
 	up.ever = true;
 	up.forked = false;
@@ -356,6 +447,9 @@ static int up_ensure(void)
 	}
 	if (up.sock >= 0)
 		return 0;
+	/* Without EVENT_FORK the daemon never heard of this child. */
+	if (up.forked && !(up_uffd_features & UFFD_FEATURE_EVENT_FORK))
+		return -ENOTCONN;
 	if (up.forked)
 		return up_connect_child();
 	if (up.ever)
@@ -394,6 +488,66 @@ static int up_unmap_locked(unsigned long addr, unsigned long len)
 	if (r < 0)
 		return r;
 	return up_reserve(addr, len);
+}
+
+/*
+ * The two steps of a file mapping (proto.h): the daemon places it and
+ * hands us its page cache; we map that over the reservation, PROT_NONE,
+ * and have the daemon register it. *addr gets the address.
+ */
+static int up_map_file(struct upage_map *m, int fd, unsigned long *addr)
+{
+	unsigned long len = UP_ALIGN(m->len);
+	struct upage_map_commit cm;
+	struct upage_reply rep;
+	unsigned long a;
+	size_t got = 0;
+	int memfd, r;
+	void *p;
+
+	memset(&rep, 0, sizeof(rep));
+	r = up_call_fd(m, sizeof(*m), UPAGE_MSG_MAP, fd, &rep, sizeof(rep),
+		       &got, &memfd);
+	if (r == 0 && got != sizeof(rep))
+		r = -EPROTO;
+	if (r == 0)
+		r = rep.error;
+	if (r == 0 && memfd < 0)
+		r = -EPROTO;
+	if (r < 0) {
+		if (memfd >= 0)
+			close(memfd);
+		/* A placed mapping we cannot use goes back. */
+		if (rep.error == 0 && got == sizeof(rep) && up.sock >= 0)
+			up_unmap_locked(rep.addr, len);
+		return r;
+	}
+	a = rep.addr;
+	if (!up_in_arena(a, len)) {
+		/* Never map over anything but our own reservation. */
+		close(memfd);
+		return -EPROTO;
+	}
+	p = mmap((void *)a, len, PROT_NONE,
+		 (rep.aux == MAP_SHARED ? MAP_SHARED : MAP_PRIVATE) |
+		 MAP_FIXED, memfd, (off_t)m->off);
+	r = p == MAP_FAILED ? -errno : 0;
+	close(memfd);
+	if (r == 0) {
+		memset(&cm, 0, sizeof(cm));
+		cm.addr = a;
+		cm.len = m->len;
+		r = up_request(&cm, sizeof(cm), UPAGE_MSG_MAP_COMMIT, -1, &rep);
+	}
+	if (r < 0) {
+		if (up.sock >= 0)
+			up_unmap_locked(a, len);
+		else
+			up_reserve(a, len);
+		return r;
+	}
+	*addr = a;
+	return 0;
 }
 
 static int up_errno(int r)
@@ -487,11 +641,16 @@ UPAGE_EXPORT void *upage_mmap(void *addr, size_t len, int prot, int flags,
 	m.off = (uint64_t)off;
 	m.prot = prot;
 	m.flags = flags;
-	r = up_request(&m, sizeof(m), UPAGE_MSG_MAP,
-		       (flags & MAP_ANONYMOUS) ? -1 : fd, &rep);
-	if (r < 0)
-		goto out;
-	a = rep.addr;
+	if (flags & MAP_ANONYMOUS) {
+		r = up_request(&m, sizeof(m), UPAGE_MSG_MAP, -1, &rep);
+		if (r < 0)
+			goto out;
+		a = rep.addr;
+	} else {
+		r = up_map_file(&m, fd, &a);
+		if (r < 0)
+			goto out;
+	}
 	if (prot != PROT_NONE && mprotect((void *)a, alen, prot) < 0) {
 		r = -errno;
 		up_unmap_locked(a, alen);
@@ -505,6 +664,53 @@ out:
 	if (r < 0)
 		return errno = -r, MAP_FAILED;
 	return (void *)a;
+}
+
+UPAGE_EXPORT int upage_rmap_query(int fd, uint64_t first, uint64_t npages,
+				  struct upage_rmap_entry *out, size_t max,
+				  size_t *total)
+{
+	uint64_t buf[UPAGE_MSG_MAX / 8];
+	struct upage_rmap_reply *rep = (void *)buf;
+	struct upage_rmap_query q;
+	size_t got, n = 0;
+	int r, rfd;
+
+	if (fd < 0)
+		return -EBADF;
+	pthread_mutex_lock(&up_lock);
+	r = up_ensure();
+	while (r == 0) {
+		memset(&q, 0, sizeof(q));
+		q.first = first;
+		q.npages = npages;
+		q.skip = n;
+		r = up_call_fd(&q, sizeof(q), UPAGE_MSG_RMAP_QUERY, fd, rep,
+			       sizeof(buf), &got, &rfd);
+		if (r < 0)
+			break;
+		if (rfd >= 0)
+			close(rfd);
+		if (rep->error) {
+			r = rep->error;
+			break;
+		}
+		if (got != sizeof(*rep) + rep->count * sizeof(rep->entry[0])) {
+			r = -EPROTO;
+			break;
+		}
+		for (uint32_t i = 0; i < rep->count && n + i < max; i++)
+			out[n + i] = rep->entry[i];
+		n += rep->count;
+		/* Stop when all came, or the caller's room is full. */
+		if (!rep->count || n >= rep->total || n >= max) {
+			if (total)
+				*total = rep->total;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&up_lock);
+	return r < 0 ? r : (int)(n < max ? n : max);
 }
 
 UPAGE_EXPORT int upage_munmap(void *addr, size_t len)
@@ -672,4 +878,55 @@ UPAGE_EXPORT int upage_stats(struct upage_stats_reply *out)
 		r = out->error;
 	pthread_mutex_unlock(&up_lock);
 	return r;
+}
+
+UPAGE_EXPORT int upage_uffd_kind(void)
+{
+	uint64_t features;
+	int r, kind;
+
+	pthread_mutex_lock(&up_lock);
+	if ((up.sock >= 0 && up.pid == getpid()) || up.forked) {
+		/* In use (a fork child inherits its parent's kind). */
+		r = up_uffd_kind;
+	} else {
+		/* Not connected: try, the way upage_connect() would. */
+		r = up_uffd_open(&features, &kind);
+		if (r >= 0) {
+			close(r);
+			r = kind;
+		}
+	}
+	pthread_mutex_unlock(&up_lock);
+	return r;
+}
+
+UPAGE_EXPORT const char *upage_uffd_explain(int kind)
+{
+	switch (kind) {
+	case UPAGE_UFFD_FULL:
+		return "full userfaultfd: every fault is served, also those "
+		       "taken inside the kernel (read(2) into a mapping)";
+	case UPAGE_UFFD_USER_ONLY:
+		return "user-mode-only userfaultfd: faults taken inside the "
+		       "kernel (read(2), write(2) or recv(2) with a managed "
+		       "buffer) fail with EFAULT; for a full one, join group "
+		       "upage (read-write access to /dev/userfaultfd)";
+	case -EPERM:
+	case -EACCES:
+		return "no userfaultfd allowed: no access to /dev/userfaultfd "
+		       "(join group upage) and the userfaultfd system call is "
+		       "refused (vm.unprivileged_userfaultfd=0 without "
+		       "user-mode-only support, or a seccomp filter)";
+	case -ENOSYS:
+		return "no userfaultfd: the kernel is built without it";
+	case -EOPNOTSUPP:
+		return "the kernel's userfaultfd lacks the event features "
+		       "upaged needs (fork, remap, remove, unmap)";
+	case -EMFILE:
+	case -ENFILE:
+		return "no userfaultfd: out of file descriptors";
+	default:
+		return "no userfaultfd";
+	}
 }

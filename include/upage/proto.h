@@ -46,7 +46,14 @@ enum upage_msg_type {
 	UPAGE_MSG_ADVISE = 0x0106,
 	/* 0x02xx: queries (upagectl); read-only. */
 	UPAGE_MSG_STATS = 0x0201,
-	/* 0x03xx: file-backed paging (reserved for later issues). */
+	UPAGE_MSG_STATUS = 0x0202,   /* daemon-wide figures, one reply */
+	UPAGE_MSG_CLIENTS = 0x0203,  /* struct upage_query; listed reply */
+	UPAGE_MSG_MAPS = 0x0204,     /* struct upage_query; listed reply */
+	UPAGE_MSG_FILES = 0x0205,    /* struct upage_query; listed reply */
+	/* who-maps: upagectl uses UPAGE_MSG_RMAP_QUERY (0x03xx). */
+	/* 0x03xx: file-backed paging. */
+	UPAGE_MSG_MAP_COMMIT = 0x0301, /* second step of a file MAP */
+	UPAGE_MSG_RMAP_QUERY = 0x0302, /* + the file's fd */
 };
 #define UPAGE_MSG_REPLY 0x8000U
 
@@ -132,9 +139,9 @@ struct upage_advise {
 	uint32_t pad;
 };
 
-/* PING, STATS: the header alone. */
+/* PING, STATS, STATUS: the header alone. */
 
-/* Reply to everything but STATS. */
+/* Reply to everything but STATS and the other queries (0x02xx). */
 struct upage_reply {
 	struct upage_hdr hdr;
 	int32_t error;  /* 0 or -errno */
@@ -178,5 +185,189 @@ struct upage_stats_reply {
 	struct upage_counters mm;     /* this client's mm */
 	struct upage_counters global; /* everything since start */
 };
+
+/*
+ * Queries (0x02xx) are read-only and need no HELLO: upagectl is not a
+ * paging client. Who may see what: a peer with uid 0 sees every mm, any
+ * other peer only the mms whose owner (the uid that said HELLO; fork
+ * children inherit it) is its own uid. A mm the peer may not see is
+ * -EACCES when named by pid and silently left out of lists.
+ *
+ * Listed replies (CLIENTS, MAPS, FILES) are paginated, so that
+ * no reply exceeds UPAGE_MSG_MAX and the daemon never holds a half-sent
+ * answer: each request returns the entries that sort after its cursor,
+ * as many as fit, in one struct upage_list_reply followed by count
+ * entries of entry_size bytes. The reply's cursor fields are what the
+ * next request sends; UPAGE_LIST_END marks the last page. A request with
+ * both cursors 0 starts from the beginning. Pages are consistent one by
+ * one, not with each other (as reading /proc/PID/maps in pieces).
+ *
+ *   type      pid        order (cursor, cursor2)
+ *   CLIENTS   0, or one  pid (pid of the last entry, 0)
+ *   MAPS      the mm     address (vm_end of the last entry, 0)
+ *   FILES     -          (dev, ino of the last entry)
+ *
+ * Errors: -ESRCH no mm with that pid, -EACCES not the peer's to see,
+ * -EINVAL flags not 0.
+ */
+struct upage_query {
+	struct upage_hdr hdr;
+	int32_t pid;      /* MAPS: whose VMAs; CLIENTS: only this one (0: all) */
+	uint32_t flags;   /* 0 */
+	uint64_t cursor;  /* 0, or the previous reply's */
+	uint64_t cursor2;
+};
+
+#define UPAGE_LIST_END 0x1U /* no more pages after this one */
+
+struct upage_list_reply {
+	struct upage_hdr hdr;
+	int32_t error;       /* 0 or -errno; no entries with an error */
+	uint16_t count;      /* entries that follow */
+	uint16_t flags;      /* UPAGE_LIST_* */
+	uint32_t entry_size; /* bytes per entry, sizeof() the entry type */
+	uint32_t pad;
+	uint64_t cursor;     /* send these back for the next page */
+	uint64_t cursor2;
+	/* count entries follow */
+};
+
+/* CLIENTS entry: one per process (mm) the peer may see. */
+struct upage_client_entry {
+	int32_t pid;
+	uint32_t uid;            /* owner */
+	char comm[16];           /* /proc/PID/comm, NUL-terminated */
+	uint64_t map_count;      /* VMAs */
+	uint64_t mapped_pages;   /* pages the VMAs cover */
+	uint64_t resident_pages; /* the kernel's Rss of those VMAs;
+				    UINT64_MAX: the kernel would not say */
+	uint64_t faults;         /* page faults served */
+	uint32_t connected;      /* 1: has a connection (0: fork child that
+				    has not called the library) */
+	uint32_t pad;
+};
+
+/* MAPS entry: one VMA, the fields of a /proc/PID/maps line. */
+struct upage_map_entry {
+	uint64_t start;     /* bytes, inclusive */
+	uint64_t end;       /* bytes, exclusive */
+	uint64_t offset;    /* bytes into the file; 0 when anonymous */
+	uint64_t ino;
+	uint32_t dev_major;
+	uint32_t dev_minor;
+	uint32_t vm_flags;  /* VM_* with the kernel's values */
+	uint32_t pad;
+	char path[256];     /* "" when anonymous, NUL-terminated */
+};
+
+/* FILES entry: one backing object. */
+struct upage_file_entry {
+	uint64_t dev;            /* st_dev */
+	uint64_t ino;
+	uint64_t size;           /* bytes */
+	uint64_t resident_pages; /* in the daemon's page cache */
+	uint64_t dirty_pages;
+	uint32_t mappers;        /* processes mapping it (the peer may see) */
+	uint32_t vmas;           /* VMAs mapping it (the peer may see) */
+	char path[256];
+};
+
+/* STATUS: fault service time, log2 buckets: [2^i, 2^(i+1)) ns. */
+#define UPAGE_LAT_BUCKETS 40
+
+struct upage_status_reply {
+	struct upage_hdr hdr;
+	int32_t error;
+	uint32_t proto_version;   /* UPAGE_PROTO_VERSION */
+	char version[32];         /* the daemon's release, NUL-terminated */
+	uint64_t uptime_ns;
+	uint32_t clients;         /* connections */
+	uint32_t mms;             /* processes (incl. unbound children) */
+	uint64_t vmas;            /* over every mm */
+	uint64_t mapped_pages;
+	uint64_t objects;         /* backing objects */
+	uint64_t resident_pages;  /* page cache of the objects */
+	uint64_t dirty_pages;
+	/* Faults by kind; those the daemon cannot classify are "other". */
+	uint64_t faults;
+	uint64_t faults_zero;     /* anonymous zero-fill */
+	uint64_t faults_file;     /* file page absent: read from the file */
+	uint64_t faults_cow;      /* write to a private file mapping */
+	uint64_t faults_wp;       /* write-protect: page made dirty */
+	uint64_t faults_minor;    /* file page resident or already being
+				     read (readahead hit) */
+	uint64_t faults_other;
+	uint64_t lat_count;       /* faults timed */
+	uint64_t lat_max_ns;
+	uint64_t lat_sum_ns;
+	uint64_t lat_hist[UPAGE_LAT_BUCKETS];
+	/* I/O of the live objects. */
+	uint64_t read_ios;
+	uint64_t read_bytes;
+	uint64_t ra_pages;        /* read ahead of a fault */
+	uint64_t writeback_ios;
+	uint64_t writeback_bytes;
+	uint64_t evicted_pages;
+	uint64_t io_errors;
+	struct upage_counters global;
+};
+
+/*
+ * File mappings (MAP without MAP_ANONYMOUS, with the file's fd) take two
+ * steps. The MAP reply carries, with the address, the daemon's page cache
+ * of the file (a memfd, SCM_RIGHTS; read-only unless the mapping may write
+ * shared), at the file's own offsets, and in aux the mmap type to map it
+ * with (MAP_SHARED, or MAP_PRIVATE: also for a shared mapping that can
+ * never write, as the kernel registers only ranges that may be written).
+ * The client maps it over its reservation at addr, PROT_NONE, MAP_FIXED
+ * and that type, at the request's file offset, then sends MAP_COMMIT for
+ * the same range: the daemon registers it with the userfaultfd, and the
+ * client mprotects it to the asked protection. A range never committed is
+ * unmapped as usual. Answered by struct upage_reply.
+ */
+struct upage_map_commit {
+	struct upage_hdr hdr;
+	uint64_t addr;   /* the MAP reply's address */
+	uint64_t len;    /* bytes, as in the MAP request */
+};
+
+/*
+ * RMAP_QUERY: who maps pages [first, first + npages) of the file whose fd
+ * comes with the request. Needs no HELLO. A peer with uid 0 sees every
+ * process, any other only processes of its own uid. One entry per VMA
+ * part that maps the range (clipped to it), in the daemon's i_mmap order;
+ * at most UPAGE_RMAP_MAX per reply: ask again with skip set to the entries
+ * received so far while that is below total. A file no client maps gives
+ * total 0.
+ */
+struct upage_rmap_query {
+	struct upage_hdr hdr;
+	uint64_t first;   /* pages into the file */
+	uint64_t npages;  /* pages; 0: to the end of the file */
+	uint64_t skip;    /* entries to leave out (pagination) */
+};
+
+struct upage_rmap_entry {
+	int32_t pid;       /* 0: a fork child not yet known by its pid */
+	int32_t prot;      /* PROT_* of the VMA */
+	uint32_t vm_flags; /* VM_*, the kernel's values: 0x80 MAP_SHARED,
+			      0x8 shared and may write */
+	uint32_t pad;
+	uint64_t start;    /* bytes, inclusive */
+	uint64_t end;      /* bytes, exclusive */
+	uint64_t pgoff;    /* file page that start maps */
+};
+
+/* Reply: the header, then count entries; hdr.len says the same. */
+struct upage_rmap_reply {
+	struct upage_hdr hdr;
+	int32_t error;     /* 0 or -errno (then count is 0) */
+	uint32_t count;    /* entries in this reply */
+	uint64_t total;    /* entries in all */
+	struct upage_rmap_entry entry[];
+};
+
+#define UPAGE_RMAP_MAX ((UPAGE_MSG_MAX - sizeof(struct upage_rmap_reply)) / \
+			sizeof(struct upage_rmap_entry))
 
 #endif

@@ -58,7 +58,13 @@ int upage_connect(const struct upage_options *opts);
  */
 int upage_disconnect(void);
 
-/* mmap(2). Only MAP_PRIVATE|MAP_ANONYMOUS is served for now (else ENODEV). */
+/*
+ * mmap(2). Anonymous private memory, and files: fd is opened by the
+ * caller (its access mode limits the protection, as with mmap), the
+ * daemon keeps one page cache per file shared by every process, MAP_SHARED
+ * writes reach the file on upage_msync(), unmap and exit, MAP_PRIVATE
+ * writes stay private. Anonymous MAP_SHARED: ENODEV (not yet).
+ */
 void *upage_mmap(void *addr, size_t len, int prot, int flags, int fd,
 		 off_t off);
 /* munmap(2). */
@@ -68,16 +74,58 @@ int upage_mprotect(void *addr, size_t len, int prot);
 /* mremap(2); new_addr is read only with MREMAP_FIXED. */
 void *upage_mremap(void *old_addr, size_t old_len, size_t new_len, int flags,
 		   ... /* void *new_addr */);
-/* msync(2). */
+/*
+ * msync(2). MS_INVALIDATE alone (no MS_SYNC/MS_ASYNC): the files mapped
+ * there changed behind the daemon's page cache (a write(2)); it reads its
+ * clean copies of those pages again, for every process that maps them.
+ */
 int upage_msync(void *addr, size_t len, int flags);
 /* madvise(2). */
 int upage_madvise(void *addr, size_t len, int advice);
+
+/*
+ * Reverse map: who maps pages [first, first + npages) (0: to the end) of
+ * the file open as fd. Fills out[] with up to max entries (struct
+ * upage_rmap_entry, see proto.h), *total (may be NULL) gets how many
+ * there are. Returns the entries filled, or -errno. Root sees every
+ * process, others their own uid's.
+ */
+int upage_rmap_query(int fd, uint64_t first, uint64_t npages,
+		     struct upage_rmap_entry *out, size_t max, size_t *total);
 
 /* Where the arena is; 0/-ENOTCONN. */
 int upage_arena(void **base, size_t *size);
 
 /* The daemon's counters for this process and overall; 0 or -errno. */
 int upage_stats(struct upage_stats_reply *out);
+
+/* Kinds of userfaultfd; see upage_uffd_kind(). */
+enum upage_uffd_kind {
+	UPAGE_UFFD_NONE = 0,      /* never returned by upage_uffd_kind() */
+	UPAGE_UFFD_FULL = 1,      /* every fault is served */
+	UPAGE_UFFD_USER_ONLY = 2, /* UFFD_USER_MODE_ONLY: a fault taken inside
+				     the kernel (read(2) into a mapping) fails
+				     with EFAULT instead of being served */
+};
+
+/*
+ * The kind of userfaultfd this process uses (while connected) or would get
+ * (otherwise): the library takes /dev/userfaultfd (or $UPAGE_USERFAULTFD_DEV)
+ * if it may open it (root, or group upage as installed), else the
+ * userfaultfd system call, else the system call in user-mode-only mode.
+ * Returns an enum upage_uffd_kind, or -errno when none can be had (and
+ * upage_connect() fails the same way): -EPERM no access to the device and
+ * the system call refused; -ENOSYS the kernel has no userfaultfd;
+ * -EOPNOTSUPP it lacks the event features upaged needs.
+ * Whatever the kind, the kernel reports fork to the daemon only for a
+ * process with CAP_SYS_PTRACE: an unprivileged client's fork children are
+ * not clients (their upage_* calls fail with ENOTCONN; the copies of the
+ * mappings they inherited behave as the kernel's own private memory).
+ */
+int upage_uffd_kind(void);
+
+/* A sentence explaining a kind or an error of upage_uffd_kind(). */
+const char *upage_uffd_explain(int kind);
 
 #ifdef __cplusplus
 }

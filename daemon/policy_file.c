@@ -1,0 +1,824 @@
+/*
+ * policy_file.c - file-backed paging: the daemon's backing objects, shared
+ * file mappings (file_vm_ops), and what both file policies share: the fault
+ * path, waiters, write-back, msync and the reverse-map query. Private file
+ * mappings are policy_cow.c.
+ *
+ * Contract
+ *
+ * - A client maps the object's memfd page cache over its reservation and
+ *   the daemon registers the range MISSING (see proto.h, MAP_COMMIT). A
+ *   fault means the page is absent from the memfd: backing_read() starts
+ *   the read (with readahead), the faulting thread becomes a waiter, and
+ *   when its run is filled it is woken (UFFDIO_WAKE) into the page cache
+ *   page, or poisoned (SIGBUS) if the read failed. Faults on a page already
+ *   being read join the waiters; nothing is read twice. A fault past the
+ *   end of the file is woken into the kernel's own SIGBUS (the memfd is
+ *   no longer than the file).
+ * - Dirty tracking: a page of a writable shared mapping may be written
+ *   without the daemon seeing it (the kernel maps a present page writable).
+ *   So every resident page that a writable shared VMA covers counts as
+ *   possibly written: msync marks them dirty and writes them back, and so
+ *   does every place where such a VMA, or a part of it, stops being
+ *   writable: unmap, mprotect, mremap, close (client exit, merges) and the
+ *   daemon's shutdown. This costs extra writes of unchanged pages, never a
+ *   lost one. Dirty bits that fail to reach the file stay set.
+ * - msync(MS_SYNC) replies once its pages and every write-back started
+ *   before it are on the file (and fsynced); MS_ASYNC once they are queued.
+ * - Every VMA holds a reference on its object (open/close), every read or
+ *   write-back in flight another (backing.c).
+ * - Single-threaded: the daemon's loop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "backing.h"
+#include "upaged.h"
+
+/* A thread waiting for page pgoff of b, at addr in u. */
+struct file_waiter {
+	struct backing *b;
+	unsigned long pgoff;
+	struct umm *u;
+	unsigned long addr;
+};
+
+/* An msync waiting for its write-backs (and fsyncs) to end. */
+struct file_sync {
+	struct client *c;          /* NULL once the connection is gone */
+	struct upage_hdr req;
+	int pending;
+	int err;
+	bool fsync;                /* MS_SYNC: fsync each file afterwards */
+	struct file_sync *next, *prev;
+};
+
+struct file_sync_part {
+	struct file_sync *s;
+	struct backing *b;         /* held */
+};
+
+static struct io_ctx file_io;
+static struct backing_table file_table;
+static bool file_ready_ok;
+static struct file_waiter *waiters;
+static size_t nwaiters, waiters_cap;
+static struct file_sync *syncs;
+
+static struct backing *backing_of(const struct vm_area_struct *vma)
+{
+	return (struct backing *)((char *)vma->vm_file -
+				  offsetof(struct backing, as));
+}
+
+static struct umm *umm_of(const struct vm_area_struct *vma)
+{
+	return (struct umm *)((char *)vma->vm_mm - offsetof(struct umm, mm));
+}
+
+static bool vma_is_file(const struct vm_area_struct *vma)
+{
+	return vma->vm_ops == &file_vm_ops || vma->vm_ops == &cow_vm_ops;
+}
+
+static bool vma_writes_shared(const struct vm_area_struct *vma)
+{
+	return vma->vm_ops == &file_vm_ops &&
+	       (vma->vm_flags & (VM_SHARED | VM_WRITE)) ==
+		       (VM_SHARED | VM_WRITE);
+}
+
+/* A run of b's pages is filled (err 0) or failed: release its waiters. */
+static void file_ready(struct backing *b, unsigned long first,
+		       unsigned long npages, int err)
+{
+	size_t i = 0;
+
+	while (i < nwaiters) {
+		struct file_waiter *w = &waiters[i];
+
+		if (w->b != b || w->pgoff < first || w->pgoff >= first + npages) {
+			i++;
+			continue;
+		}
+		if (err) {
+			log_warn("%s: page %lu: read failed: %s", b->path,
+				 w->pgoff, strerror(-err));
+			fault_poison(w->u, w->addr, PAGE_SIZE);
+		} else {
+			fault_wake(w->u, w->addr, PAGE_SIZE);
+		}
+		*w = waiters[--nwaiters];
+	}
+}
+
+int file_init(struct ev_loop *loop)
+{
+	int r = io_init(&file_io, loop, 256);
+
+	if (r < 0)
+		return r;
+	r = backing_table_init(&file_table, &file_io, file_ready);
+	if (r < 0) {
+		io_exit(&file_io);
+		return r;
+	}
+	/* $UPAGED_DIRECT_IO=1: O_DIRECT reads of what the kernel has not
+	   cached, so that the file's pages live once, in our page cache. */
+	const char *d = getenv("UPAGED_DIRECT_IO");
+
+	file_table.direct = d && !strcmp(d, "1");
+	file_ready_ok = true;
+	return 0;
+}
+
+void file_quiesce(void)
+{
+	if (file_ready_ok)
+		io_drain(&file_io);
+}
+
+/* After every mm is gone: their closes queued the last write-backs. */
+void file_exit(void)
+{
+	if (!file_ready_ok)
+		return;
+	io_drain(&file_io);
+	for (unsigned long i = 0; i < file_table.nbuckets; i++)
+		for (struct backing *b = file_table.buckets[i]; b;
+		     b = b->hash_next)
+			if (b->nr_dirty)
+				log_err("%s: %lu dirty pages not written back",
+					b->path, b->nr_dirty);
+	backing_table_exit(&file_table);
+	io_exit(&file_io);
+	free(waiters);
+	waiters = NULL;
+	nwaiters = waiters_cap = 0;
+	file_ready_ok = false;
+}
+
+/* u is going away: its threads need no more wake-ups. */
+void file_umm_gone(struct umm *u)
+{
+	size_t i = 0;
+
+	while (i < nwaiters) {
+		if (waiters[i].u == u)
+			waiters[i] = waiters[--nwaiters];
+		else
+			i++;
+	}
+}
+
+void file_client_gone(struct client *c)
+{
+	for (struct file_sync *s = syncs; s; s = s->next)
+		if (s->c == c)
+			s->c = NULL;
+}
+
+static int file_add_waiter(struct backing *b, unsigned long pgoff,
+			   struct umm *u, unsigned long addr)
+{
+	if (nwaiters == waiters_cap) {
+		size_t cap = waiters_cap ? 2 * waiters_cap : 64;
+		void *p = realloc(waiters, cap * sizeof(*waiters));
+
+		if (!p)
+			return -ENOMEM;
+		waiters = p;
+		waiters_cap = cap;
+	}
+	waiters[nwaiters++] = (struct file_waiter){ b, pgoff, u, addr };
+	return 0;
+}
+
+/* Follows the file's size: pages past a new end must raise SIGBUS. */
+static void file_check_size(struct backing *b)
+{
+	struct stat st;
+
+	if (fstat(b->fd, &st) == 0 && (uint64_t)st.st_size != b->size) {
+		int r = backing_refresh_size(b);
+
+		if (r < 0)
+			log_warn("%s: size change: %s", b->path, strerror(-r));
+	}
+}
+
+/* Is page pgoff really in the memfd (a client may have punched it)? */
+static bool file_page_present(struct backing *b, unsigned long pgoff)
+{
+	unsigned char vec = 0;
+
+	if (mincore(b->view + pgoff * PAGE_SIZE, PAGE_SIZE, &vec) < 0)
+		return true;
+	return vec & 1;
+}
+
+/* Pages read around a fault that follows no other (the kernel's 128 KiB). */
+#define RA_AROUND_PAGES 32UL
+
+/*
+ * Readahead beyond backing_read()'s window, which covers the faulting page
+ * and what follows. A reader whose faults follow each other gets the next
+ * window read at once, less one marker page in its middle: the reader
+ * takes no fault until it reaches the marker (pages in the cache are mapped
+ * by the kernel alone), and its fault there starts the window after, well
+ * before it runs out. A fault that follows nothing reads around itself.
+ */
+static void file_readahead(struct backing *b, unsigned long pgoff)
+{
+	unsigned long s = b->ra_size, next = pgoff + s, ahead = 2 * s, m;
+
+	if (b->ra_start != pgoff)
+		return; /* backing_read() planned nothing */
+	if (s > RA_MIN_PAGES) {
+		/* Two windows ahead: a disk keeps several reads in flight. */
+		m = next + ahead / 2;
+		if (backing_readahead(b, next, m - next) == 0 &&
+		    backing_readahead(b, m + 1, ahead - (m - next) - 1) == 0)
+			b->ra_marker = m;
+	} else {
+		unsigned long start = pgoff & ~(RA_AROUND_PAGES - 1);
+
+		/* A reader that goes on from the end of this is sequential. */
+		if (backing_readahead(b, start, RA_AROUND_PAGES) == 0)
+			b->ra_size = start + RA_AROUND_PAGES - pgoff;
+	}
+}
+
+struct file_ra {
+	struct backing *b; /* held */
+	unsigned long pgoff;
+};
+
+static void file_readahead_cb(void *arg, ssize_t res)
+{
+	struct file_ra *ra = arg;
+
+	/* Unless another fault has moved the window on since. */
+	if (ra->b->ra_start == ra->pgoff)
+		file_readahead(ra->b, ra->pgoff);
+	backing_put(ra->b);
+	free(ra);
+}
+
+/*
+ * Readahead after the faulting page's own report: a cached run is copied
+ * into the memfd at once and reported by a request queued then, so the
+ * faulting thread is woken before the window ahead is copied.
+ */
+static void file_readahead_later(struct backing *b, unsigned long pgoff)
+{
+	struct file_ra *ra = malloc(sizeof(*ra));
+
+	if (ra) {
+		ra->b = b;
+		ra->pgoff = pgoff;
+		backing_hold(b);
+		if (io_nop(&file_io, file_readahead_cb, ra) == 0)
+			return;
+		backing_put(b);
+		free(ra);
+	}
+	file_readahead(b, pgoff);
+}
+
+/* The fault of both file policies. */
+int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
+{
+	struct backing *b = backing_of(vma);
+	struct umm *u = fault_umm(vmf);
+	unsigned long addr = vmf->address;
+	int r;
+
+	file_check_size(b);
+	if (vmf->pgoff >= b->npages) {
+		struct stat st;
+
+		/* Past the end: the retried access meets the memfd's end,
+		   which nothing may have moved (it would fault for ever). */
+		if (fstat(b->memfd, &st) == 0 &&
+		    (uint64_t)st.st_size > b->npages * PAGE_SIZE &&
+		    ftruncate(b->memfd, (off_t)(b->npages * PAGE_SIZE)) < 0)
+			log_warn("%s: cannot shrink the cache: %s", b->path,
+				 strerror(errno));
+		fault_wake(u, addr, PAGE_SIZE);
+		return 0;
+	}
+	if (b->ra_marker && vmf->pgoff == b->ra_marker) {
+		/* The reader caught up: its window goes on from here. */
+		b->ra_start = vmf->pgoff;
+		b->ra_marker = 0;
+	} else if (!(b->ra_size && vmf->pgoff >= b->ra_start &&
+		     vmf->pgoff <= b->ra_start + b->ra_size) &&
+		   !backing_resident(b, vmf->pgoff) &&
+		   !backing_reading(b, vmf->pgoff)) {
+		/*
+		 * A fault that follows nothing: one read around it, as the
+		 * kernel does for mmap, rather than the page's window and
+		 * then the rest; a reader going on from its end is taken for
+		 * a sequential one.
+		 */
+		unsigned long start = vmf->pgoff & ~(RA_AROUND_PAGES - 1);
+
+		if (backing_readahead(b, start, RA_AROUND_PAGES) == 0) {
+			b->ra_start = vmf->pgoff;
+			b->ra_size = start + RA_AROUND_PAGES - vmf->pgoff;
+			if (b->ra_size < RA_MIN_PAGES)
+				b->ra_size = RA_MIN_PAGES;
+		}
+	}
+	for (int tries = 0; tries < 2; tries++) {
+		r = backing_read(b, vmf->pgoff);
+		if (r == 0)
+			file_readahead_later(b, vmf->pgoff);
+		if (r != 1)
+			break;
+		if (!file_page_present(b, vmf->pgoff)) {
+			/* Dropped behind our back (MADV_REMOVE): read again. */
+			backing_forget(b, vmf->pgoff);
+			continue;
+		}
+		/*
+		 * Present, yet it faulted: the fill raced with the fault, or
+		 * the client's mapping here is not our memfd. The second
+		 * would fault for ever; it gets SIGBUS instead.
+		 */
+		if (u->file_stray_addr == addr && ++u->file_stray_count >= 3) {
+			log_warn("pid %d: %#lx is not the page cache it "
+				 "committed", u->pid, addr);
+			fault_poison(u, addr, PAGE_SIZE);
+			u->file_stray_count = 0;
+			return 0;
+		}
+		if (u->file_stray_addr != addr) {
+			u->file_stray_addr = addr;
+			u->file_stray_count = 1;
+		}
+		fault_wake(u, addr, PAGE_SIZE);
+		return 0;
+	}
+	if (r == 0) {
+		if (file_add_waiter(b, vmf->pgoff, u, addr) < 0)
+			fault_wake(u, addr, PAGE_SIZE); /* refaults later */
+		return 0;
+	}
+	if (r == 1) {
+		fault_wake(u, addr, PAGE_SIZE);
+		return 0;
+	}
+	if (r == -EFAULT) {
+		fault_wake(u, addr, PAGE_SIZE);
+		return 0;
+	}
+	log_warn("%s: page %lu: %s", b->path, vmf->pgoff, strerror(-r));
+	fault_poison(u, addr, PAGE_SIZE);
+	return 0;
+}
+
+void file_vma_open(struct vm_area_struct *vma)
+{
+	backing_hold(backing_of(vma));
+}
+
+/* Resident pages [first, first + n) of b may have been written. */
+static void file_mark_written(struct backing *b, unsigned long first,
+			      unsigned long n)
+{
+	unsigned long end = first + n, i;
+
+	if (end > b->npages)
+		end = b->npages;
+	for (i = first; i < end; i++) {
+		if (!(i % 64) && !b->resident[i / 64]) {
+			i += 63;
+			continue;
+		}
+		if (page_test(b->resident, i) && !page_test(b->dirty, i))
+			backing_mark_dirty(b, i, 1);
+	}
+}
+
+static void file_wb_done(void *arg, ssize_t res)
+{
+	struct backing *b = arg;
+
+	if (res < 0)
+		log_err("%s: write-back failed: %s (pages stay dirty)",
+			b->path, strerror((int)-res));
+}
+
+/*
+ * The part [start, end) of a writable shared vma stops being writable
+ * there (unmap, mprotect, mremap, close): what it may have written goes
+ * to the file now.
+ */
+static void file_vma_release(struct vm_area_struct *vma, unsigned long start,
+			     unsigned long end)
+{
+	struct backing *b = backing_of(vma);
+	unsigned long first, n;
+	int r;
+
+	if (!vma_writes_shared(vma) || start >= end)
+		return;
+	first = vma_pgoff_at(vma, start);
+	n = (end - start) >> PAGE_SHIFT;
+	file_mark_written(b, first, n);
+	if (!b->nr_dirty)
+		return;
+	r = backing_writeback(b, first, n, file_wb_done, b);
+	if (r < 0)
+		log_err("%s: write-back: %s", b->path, strerror(-r));
+}
+
+void file_vma_close(struct vm_area_struct *vma)
+{
+	struct backing *b = backing_of(vma);
+
+	file_vma_release(vma, vma->vm_start, vma->vm_end);
+	backing_put(b);
+}
+
+void file_range_release(struct umm *u, unsigned long addr, unsigned long len)
+{
+	unsigned long end = addr + len;
+	struct vm_area_struct *vma = find_vma_intersection(&u->mm, addr, end);
+
+	for (; vma && vma->vm_start < end; vma = vma_next(vma))
+		file_vma_release(vma, vma->vm_start > addr ? vma->vm_start : addr,
+				 vma->vm_end < end ? vma->vm_end : end);
+}
+
+/* The access a client's fd gives, as MAP_FMODE_*; -errno if none. */
+static int file_fmode(int fd)
+{
+	struct statvfs sv;
+	int fl = fcntl(fd, F_GETFL), mode = 0;
+
+	if (fl < 0)
+		return -errno;
+	if (fl & O_PATH)
+		return -EBADF;
+	if ((fl & O_ACCMODE) != O_WRONLY)
+		mode |= MAP_FMODE_READ;
+	if ((fl & O_ACCMODE) != O_RDONLY)
+		mode |= MAP_FMODE_WRITE;
+	if (fstatvfs(fd, &sv) == 0 && !(sv.f_flag & ST_NOEXEC))
+		mode |= MAP_FMODE_EXEC;
+	return mode;
+}
+
+long file_map(struct umm *u, const struct upage_map *m, int fd, int *memfd,
+	      int *how)
+{
+	unsigned long len = PAGE_ALIGN(m->len);
+	int type = m->flags & MAP_TYPE;
+	struct vm_area_struct *vma;
+	struct mmap_req req;
+	struct backing *b;
+	long addr;
+	int fmode, r;
+
+	*memfd = -1;
+	if (m->off & (PAGE_SIZE - 1))
+		return -EINVAL;
+	if ((m->off >> PAGE_SHIFT) + (len >> PAGE_SHIFT) < (len >> PAGE_SHIFT))
+		return -EOVERFLOW;
+	fmode = file_fmode(fd);
+	if (fmode < 0)
+		return fmode;
+	if (!(fmode & MAP_FMODE_READ))
+		return -EACCES;
+	r = backing_get(&file_table, fd, &b);
+	if (r < 0)
+		return r;
+	memset(&req, 0, sizeof(req));
+	req.addr = m->addr;
+	req.len = len;
+	req.prot = m->prot;
+	req.flags = m->flags;
+	req.pgoff = m->off >> PAGE_SHIFT;
+	req.obj = &b->as;
+	req.ops = type == MAP_PRIVATE ? &cow_vm_ops : &file_vm_ops;
+	req.fmode = (unsigned int)fmode;
+	addr = do_mmap(&u->mm, &req, &vma);
+	/*
+	 * The kernel registers only ranges that may be written: a shared
+	 * mapping that never can is mapped as a private one of the read-only
+	 * memfd, which reads the same pages and, written behind our back,
+	 * would copy rather than reach anyone else.
+	 */
+	if (addr >= 0 && type != MAP_PRIVATE && (vma->vm_flags & VM_MAYWRITE)) {
+		*memfd = b->memfd;
+		*how = MAP_SHARED;
+	} else if (addr >= 0) {
+		*memfd = b->memfd_ro;
+		*how = MAP_PRIVATE;
+	}
+	backing_put(b); /* the VMA holds its own */
+	return addr;
+}
+
+int file_commit(struct umm *u, const struct upage_map_commit *m)
+{
+	unsigned long len = PAGE_ALIGN(m->len), a = m->addr;
+	struct vm_area_struct *vma;
+
+	if (!m->len || len < m->len || !umm_range_ok(u, m->addr, len))
+		return -EINVAL;
+	/* Only file mappings the model holds, whole. */
+	while (a < m->addr + len) {
+		vma = find_vma(&u->mm, a);
+		if (!vma || vma->vm_start > a || !vma_is_file(vma))
+			return -EINVAL;
+		a = vma->vm_end;
+	}
+	return fault_register(u, m->addr, len);
+}
+
+static void file_sync_finish(struct file_sync *s)
+{
+	if (--s->pending)
+		return;
+	if (s->c)
+		proto_reply(s->c->fd, &s->req, s->err, 0, 0, 0);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		syncs = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s);
+}
+
+static void file_sync_part_end(struct file_sync_part *p, ssize_t res)
+{
+	if (res < 0 && !p->s->err)
+		p->s->err = -EIO; /* as msync(2) reports it */
+	file_sync_finish(p->s);
+	backing_put(p->b);
+	free(p);
+}
+
+static void file_sync_fsync_done(void *arg, ssize_t res)
+{
+	file_sync_part_end(arg, res);
+}
+
+static void file_sync_wb_done(void *arg, ssize_t res)
+{
+	struct file_sync_part *p = arg;
+
+	if (res >= 0 && p->s->fsync &&
+	    io_fsync(&file_io, p->b->fd, file_sync_fsync_done, p) == 0)
+		return;
+	file_sync_part_end(p, res);
+}
+
+/*
+ * Reads resident clean pages [first, first + n) of b from the file again,
+ * in place: every mapper sees the new data at once, with no fault and no
+ * TLB shootdown (evicting would cost both). The file data was just
+ * written, so it is in the kernel's page cache: a copy, not disk I/O.
+ * A page that cannot be read is evicted instead.
+ */
+static int file_refresh(struct backing *b, unsigned long first,
+			unsigned long n)
+{
+	unsigned long end = first + n > b->npages ? b->npages : first + n;
+	unsigned long i, run;
+	ssize_t got;
+
+	for (i = first; i < end; i += run ? run : 1) {
+		run = 0;
+		while (i + run < end && page_test(b->resident, i + run) &&
+		       !page_test(b->dirty, i + run) &&
+		       !page_test(b->reading, i + run))
+			run++;
+		if (!run)
+			continue;
+		got = pread(b->fd, b->view + i * PAGE_SIZE, run * PAGE_SIZE,
+			    (off_t)(i * PAGE_SIZE));
+		if (got < 0)
+			got = 0;
+		if ((unsigned long)got < run * PAGE_SIZE) {
+			/* The end of the file: the rest of its page is
+			   zeroes, as the kernel shows it. */
+			unsigned long whole = PAGE_ALIGN((unsigned long)got);
+
+			memset(b->view + i * PAGE_SIZE + got, 0,
+			       whole - (unsigned long)got);
+			if (whole < run * PAGE_SIZE) {
+				int r = backing_evict(b, i + whole / PAGE_SIZE,
+						      run - whole / PAGE_SIZE);
+
+				if (r < 0)
+					return r;
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * msync(MS_INVALIDATE) alone: the files mapped at [addr, addr + len)
+ * changed behind the page cache (a write(2) the preload shim saw). Their
+ * clean resident pages there are read again (file_refresh), so every
+ * mapping of them, in every client, sees the file; the size is followed
+ * too. Dirty pages and pages being read stay: write back first (MS_SYNC).
+ */
+static int file_invalidate(struct umm *u, unsigned long addr,
+			   unsigned long len)
+{
+	unsigned long end = addr + len;
+	struct vm_area_struct *vma;
+	int r = 0;
+
+	vma = find_vma_intersection(&u->mm, addr, end);
+	for (; vma && vma->vm_start < end && !r; vma = vma_next(vma)) {
+		unsigned long s0 = vma->vm_start > addr ? vma->vm_start : addr;
+		unsigned long e0 = vma->vm_end < end ? vma->vm_end : end;
+		unsigned long first, last;
+		struct backing *b;
+
+		if (!vma_is_file(vma))
+			continue;
+		b = backing_of(vma);
+		file_check_size(b);
+		first = vma_pgoff_at(vma, s0);
+		last = vma_pgoff_at(vma, e0 - 1);
+		if (first < b->npages)
+			r = file_refresh(b, first, last - first + 1);
+	}
+	return r;
+}
+
+/*
+ * msync of [addr, addr + len), checked by the caller: every shared file
+ * VMA there writes back what any writable shared mapping of the same pages
+ * may have written. Returns 1 when the reply waits for the I/O (MS_SYNC),
+ * else 0 or -errno to reply with now.
+ */
+int file_sync(struct client *c, const struct upage_hdr *req,
+	      unsigned long addr, unsigned long len, int flags)
+{
+	struct umm *u = c->umm;
+	unsigned long end = addr + len;
+	struct vm_area_struct *vma, *w;
+	struct file_sync *s;
+	int r = 0;
+
+	if ((flags & (MS_INVALIDATE | MS_SYNC | MS_ASYNC)) == MS_INVALIDATE)
+		return file_invalidate(u, addr, len);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->c = c;
+	s->req = *req;
+	s->pending = 1;
+	s->fsync = flags & MS_SYNC;
+	s->next = syncs;
+	if (syncs)
+		syncs->prev = s;
+	syncs = s;
+	vma = find_vma_intersection(&u->mm, addr, end);
+	for (; vma && vma->vm_start < end; vma = vma_next(vma)) {
+		unsigned long s0 = vma->vm_start > addr ? vma->vm_start : addr;
+		unsigned long e0 = vma->vm_end < end ? vma->vm_end : end;
+		unsigned long first, last;
+		struct file_sync_part *p;
+		struct backing *b;
+
+		if (vma->vm_ops != &file_vm_ops)
+			continue;
+		b = backing_of(vma);
+		if (!b->writable)
+			continue; /* no writer: nothing can be dirty */
+		first = vma_pgoff_at(vma, s0);
+		last = vma_pgoff_at(vma, e0 - 1);
+		rmap_for_each(w, &b->as, first, last) {
+			unsigned long f = first > w->vm_pgoff ? first : w->vm_pgoff;
+			unsigned long l = w->vm_pgoff + vma_pages(w) - 1;
+
+			if (vma_writes_shared(w))
+				file_mark_written(b, f, (l < last ? l : last) - f + 1);
+		}
+		p = malloc(sizeof(*p));
+		if (!p) {
+			r = -ENOMEM;
+			break;
+		}
+		p->s = s;
+		p->b = b;
+		backing_hold(b);
+		s->pending++;
+		r = backing_writeback(b, first, last - first + 1,
+				      file_sync_wb_done, p);
+		if (r < 0) {
+			s->pending--;
+			backing_put(b);
+			free(p);
+			break;
+		}
+	}
+	if (r < 0)
+		s->err = r;
+	if (!s->fsync || r < 0) {
+		/* MS_ASYNC: started is enough; the reply goes now. */
+		s->c = NULL;
+		file_sync_finish(s);
+		return r;
+	}
+	/*
+	 * MS_SYNC: also every write-back already in flight (an unmap's, a
+	 * dead writer's) must be on the file before the reply, as msync(2)
+	 * waits for pages under write-back. Waiting for all of the ring is
+	 * the simple way; it holds the loop for the time of that I/O.
+	 */
+	io_drain(&file_io);
+	file_sync_finish(s);
+	return 1;
+}
+
+static int prot_of_flags(unsigned int vm_flags)
+{
+	return ((vm_flags & VM_READ) ? PROT_READ : 0) |
+	       ((vm_flags & VM_WRITE) ? PROT_WRITE : 0) |
+	       ((vm_flags & VM_EXEC) ? PROT_EXEC : 0);
+}
+
+/* RMAP_QUERY: answered here, fd (the file) is ours. */
+void file_rmap_query(struct client *c, const struct upage_rmap_query *q,
+		     int fd)
+{
+	uint64_t buf[UPAGE_MSG_MAX / 8];
+	struct upage_rmap_reply *r = (void *)buf;
+	struct vm_area_struct *vma;
+	unsigned long first = q->first, last;
+	struct backing *b = NULL;
+	struct stat st;
+	uint64_t seen = 0;
+
+	/* Fork children that died (or exec'd) before we learnt their pid
+	   would still be listed: reap them first. */
+	fault_reap_unbound();
+	memset(r, 0, sizeof(*r));
+	r->hdr.version = UPAGE_PROTO_VERSION;
+	r->hdr.type = q->hdr.type | UPAGE_MSG_REPLY;
+	r->hdr.id = q->hdr.id;
+	last = q->npages ? first + q->npages - 1 : ~0UL;
+	if (q->npages && last < first)
+		r->error = -EINVAL;
+	else if (fstat(fd, &st) < 0)
+		r->error = -errno;
+	else if (!S_ISREG(st.st_mode))
+		r->error = -ENODEV;
+	else if (file_ready_ok)
+		b = backing_find(&file_table, st.st_dev, st.st_ino);
+	close(fd);
+	if (b) {
+		rmap_for_each(vma, &b->as, first, last) {
+			struct umm *u = umm_of(vma);
+			struct upage_rmap_entry *e;
+			unsigned long f, l;
+
+			if (c->uid != 0 && u->uid != c->uid)
+				continue;
+			if (seen++ < q->skip || r->count >= UPAGE_RMAP_MAX)
+				continue;
+			f = first > vma->vm_pgoff ? first : vma->vm_pgoff;
+			l = vma->vm_pgoff + vma_pages(vma) - 1;
+			if (l > last)
+				l = last;
+			e = &r->entry[r->count++];
+			memset(e, 0, sizeof(*e));
+			e->pid = u->pid;
+			e->prot = prot_of_flags(vma->vm_flags);
+			e->vm_flags = vma->vm_flags;
+			e->start = vma_address(vma, f);
+			e->end = vma_address(vma, l) + PAGE_SIZE;
+			e->pgoff = f;
+		}
+	}
+	r->total = seen;
+	r->hdr.len = sizeof(*r) + r->count * sizeof(r->entry[0]);
+	proto_send(c->fd, r, r->hdr.len);
+}
+
+const struct vm_operations_struct file_vm_ops = {
+	.name = "file",
+	.open = file_vma_open,
+	.close = file_vma_close,
+	.fault = file_fault,
+};

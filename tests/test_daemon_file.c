@@ -1,0 +1,568 @@
+/*
+ * test_daemon_file.c - file-backed paging end to end: shared and private
+ * mappings checked byte for byte against the file, one physical copy for
+ * many processes (smaps Pss), copy-on-write isolation, write-back on
+ * msync, on a writer's SIGKILL and on the daemon's SIGTERM, end of file
+ * (zero tail, SIGBUS beyond), truncation while mapped, protections as the
+ * kernel gives them, and a 1 GiB file read in full.
+ *
+ * Helper processes are this program run again ("helper ROLE ..."): each is
+ * a client of its own, reports on stdout and waits for stdin to close.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include <cmocka.h>
+
+#include <upage/upage.h>
+
+#include "upaged_harness.h"
+#include "upaged_filetest.h"
+
+#define PG FT_PG
+
+static struct harness h;
+static char dir[64];
+
+static int group_setup(void **state)
+{
+	strcpy(dir, "/tmp/upaged-file-XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	return harness_group_start(&h, 8UL << 30);
+}
+
+static int group_teardown(void **state)
+{
+	ft_rmdir(dir);
+	return harness_group_stop(&h);
+}
+
+static void path_of(char *buf, const char *name)
+{
+	snprintf(buf, 128, "%s/%s", dir, name);
+}
+
+/* ---- helpers (other processes) ---- */
+
+/* reader SOCK PATH FIRST NPAGES: maps shared, checks, reports "ok ADDR". */
+static int helper_reader(char **argv)
+{
+	struct upage_options o = { .socket_path = argv[0],
+				   .arena_size = 1UL << 30 };
+	unsigned long first = strtoul(argv[2], NULL, 0);
+	unsigned long n = strtoul(argv[3], NULL, 0);
+	unsigned char *p, c;
+	int fd;
+
+	if (upage_connect(&o) < 0)
+		return 2;
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 3;
+	p = upage_mmap(NULL, n * PG, PROT_READ, MAP_SHARED, fd, first * PG);
+	if (p == MAP_FAILED)
+		return 4;
+	for (unsigned long i = 0; i < n * PG; i++)
+		if (p[i] != ft_pat(first * PG + i, 1)) {
+			printf("bad %lu\n", i);
+			return 5;
+		}
+	printf("ok %lx\n", (unsigned long)p);
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	return 0;
+}
+
+/*
+ * writer SOCK PATH NPAGES: maps all shared read-write; writes pattern 2
+ * to the first half, msyncs, reports "synced"; writes pattern 3 to the
+ * second half, reports "written"; never syncs that.
+ */
+static int helper_writer(char **argv)
+{
+	struct upage_options o = { .socket_path = argv[0],
+				   .arena_size = 1UL << 30 };
+	unsigned long n = strtoul(argv[2], NULL, 0), half = n / 2 * PG;
+	unsigned char *p, c;
+	int fd;
+
+	if (upage_connect(&o) < 0)
+		return 2;
+	fd = open(argv[1], O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 3;
+	p = upage_mmap(NULL, n * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return 4;
+	close(fd);
+	for (unsigned long i = 0; i < half; i++)
+		p[i] = ft_pat(i, 2);
+	if (upage_msync(p, half, MS_SYNC) < 0)
+		return 5;
+	printf("synced\n");
+	fflush(stdout);
+	for (unsigned long i = half; i < n * PG; i++)
+		p[i] = ft_pat(i, 3);
+	printf("written\n");
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	return 0;
+}
+
+static int helper_main(int argc, char **argv)
+{
+	if (argc >= 7 && !strcmp(argv[2], "reader"))
+		return helper_reader(argv + 3);
+	if (argc >= 6 && !strcmp(argv[2], "writer"))
+		return helper_writer(argv + 3);
+	return 100;
+}
+
+/* ---- tests ---- */
+
+/* Maps path (opened with oflags) and returns the mapping or MAP_FAILED. */
+static unsigned char *map_file(const char *path, int oflags, size_t len,
+			       int prot, int flags, off_t off)
+{
+	int fd = open(path, oflags | O_CLOEXEC);
+	void *p;
+
+	if (fd < 0)
+		return MAP_FAILED;
+	p = upage_mmap(NULL, len, prot, flags, fd, off);
+	close(fd);
+	return p;
+}
+
+static void test_shared_read_matches_file(void **state)
+{
+	char path[128], perms[5];
+	unsigned long off;
+	unsigned char *p;
+
+	path_of(path, "shared");
+	assert_int_equal(ft_make_file(path, 300 * PG, 1), 0);
+	/* At an offset, as the kernel allows. */
+	p = map_file(path, O_RDONLY, 200 * PG, PROT_READ, MAP_SHARED, 64 * PG);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	for (size_t i = 0; i < 200 * PG; i++)
+		if (p[i] != ft_pat(64 * PG + i, 1))
+			fail_msg("byte %zu differs", i);
+	/* The kernel's view: the page cache at the file's own offset. A
+	   read-only fd's shared mapping is a private one of the cache (the
+	   kernel registers only ranges that may be written), "r--p". */
+	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)p, perms, &off), 0);
+	assert_string_equal(perms, "r--p");
+	assert_int_equal(off, 64 * PG);
+	assert_int_equal(upage_munmap(p, 200 * PG), 0);
+	unlink(path);
+}
+
+static void test_private_cow_isolation(void **state)
+{
+	unsigned char *shared, *priv, *priv2;
+	char path[128], perms[5];
+	unsigned long off;
+
+	path_of(path, "cow");
+	assert_int_equal(ft_make_file(path, 64 * PG, 1), 0);
+	/* A read-only fd allows a writable private mapping. */
+	priv = map_file(path, O_RDONLY, 64 * PG, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE, 0);
+	assert_ptr_not_equal(priv, MAP_FAILED);
+	shared = map_file(path, O_RDWR, 64 * PG, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(shared, MAP_FAILED);
+	priv2 = map_file(path, O_RDONLY, 64 * PG, PROT_READ, MAP_PRIVATE, 0);
+	assert_ptr_not_equal(priv2, MAP_FAILED);
+	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)priv, perms, &off), 0);
+	assert_string_equal(perms, "rw-p");
+	/* Read some pages first (shared with the cache), write others
+	   first (the write fault fills the cache, then copies). */
+	for (size_t i = 0; i < 32 * PG; i++)
+		assert_int_equal(priv[i], ft_pat(i, 1));
+	for (size_t i = 0; i < 64 * PG; i += 3)
+		priv[i] = (unsigned char)~ft_pat(i, 1);
+	for (size_t i = 0; i < 64 * PG; i++) {
+		unsigned char want = ft_pat(i, 1);
+
+		if (shared[i] != want || priv2[i] != want)
+			fail_msg("byte %zu leaked from the private copy", i);
+		if (priv[i] != (i % 3 ? want : (unsigned char)~want))
+			fail_msg("private byte %zu wrong", i);
+	}
+	assert_int_equal(upage_msync(shared, 64 * PG, MS_SYNC), 0);
+	assert_int_equal(ft_file_has(path, 0, 64 * PG, 1), 0);
+	assert_int_equal(upage_munmap(priv, 64 * PG), 0);
+	assert_int_equal(upage_munmap(shared, 64 * PG), 0);
+	assert_int_equal(upage_munmap(priv2, 64 * PG), 0);
+	assert_int_equal(ft_file_has(path, 0, 64 * PG, 1), 0);
+	unlink(path);
+}
+
+static void test_shared_write_msync_and_unmap(void **state)
+{
+	unsigned char *a, *b;
+	char path[128], perms[5];
+	unsigned long off;
+
+	path_of(path, "write");
+	assert_int_equal(ft_make_file(path, 40 * PG + 123, 1), 0);
+	a = map_file(path, O_RDWR, 41 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	b = map_file(path, O_RDWR, 41 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	assert_ptr_not_equal(a, MAP_FAILED);
+	assert_ptr_not_equal(b, MAP_FAILED);
+	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)a, perms, &off), 0);
+	assert_string_equal(perms, "rw-s");
+	/* One copy: a write through a is at once in b. */
+	for (size_t i = 0; i < 20 * PG; i++)
+		a[i] = ft_pat(i, 2);
+	for (size_t i = 0; i < 20 * PG; i++)
+		if (b[i] != ft_pat(i, 2))
+			fail_msg("byte %zu not seen by the other mapping", i);
+	assert_int_equal(upage_msync(a, 20 * PG, MS_SYNC), 0);
+	assert_int_equal(ft_file_has(path, 0, 20 * PG, 2), 0);
+	assert_int_equal(ft_file_has(path, 20 * PG, 20 * PG + 123, 1), 0);
+	/* Written again after the sync, then an mprotect to read-only: the
+	   pages must still reach the file. */
+	for (size_t i = 0; i < 8 * PG; i++)
+		a[i] = ft_pat(i, 4);
+	assert_int_equal(upage_mprotect(a, 41 * PG, PROT_READ), 0);
+	assert_int_equal(upage_msync(b, 41 * PG, MS_SYNC), 0);
+	assert_int_equal(ft_file_has(path, 0, 8 * PG, 4), 0);
+	/* Writes through b, no msync: unmapping the last mapping writes
+	   them, and never past the end of the file. */
+	for (size_t i = 20 * PG; i < 40 * PG + 123; i++)
+		b[i] = ft_pat(i, 5);
+	assert_int_equal(upage_munmap(b, 41 * PG), 0);
+	assert_int_equal(upage_munmap(a, 41 * PG), 0);
+	/* An msync on another mapping waits for write-backs in flight. */
+	a = map_file(path, O_RDWR, PG, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(a, MAP_FAILED);
+	assert_int_equal(upage_msync(a, PG, MS_SYNC), 0);
+	assert_int_equal(ft_file_has(path, 20 * PG, 20 * PG + 123, 5), 0);
+	{
+		struct stat st;
+
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_size, 40 * PG + 123);
+	}
+	assert_int_equal(upage_munmap(a, PG), 0);
+	unlink(path);
+}
+
+static void test_eof_tail_and_sigbus(void **state)
+{
+	unsigned char *p, v;
+	char path[128];
+
+	path_of(path, "eof");
+	assert_int_equal(ft_make_file(path, 5 * PG + 100, 1), 0);
+	p = map_file(path, O_RDONLY, 8 * PG, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	for (size_t i = 0; i < 5 * PG + 100; i++)
+		assert_int_equal(p[i], ft_pat(i, 1));
+	for (size_t i = 5 * PG + 100; i < 6 * PG; i++)
+		assert_int_equal(p[i], 0);
+	assert_int_equal(ft_touch(p + 6 * PG, &v), SIGBUS);
+	assert_int_equal(ft_touch(p + 7 * PG + 5, &v), SIGBUS);
+	assert_int_equal(upage_munmap(p, 8 * PG), 0);
+	/* Private: the same, never a zero page invented past the end. */
+	p = map_file(path, O_RDONLY, 8 * PG, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	assert_int_equal(ft_poke(p + 6 * PG, 1), SIGBUS);
+	assert_int_equal(ft_touch(p + 5 * PG + 99, &v), 0);
+	assert_int_equal(v, ft_pat(5 * PG + 99, 1));
+	assert_int_equal(upage_munmap(p, 8 * PG), 0);
+	unlink(path);
+}
+
+static void test_truncate_while_mapped(void **state)
+{
+	unsigned char *p, v;
+	char path[128];
+
+	path_of(path, "trunc");
+	assert_int_equal(ft_make_file(path, 1024 * PG, 1), 0);
+	p = map_file(path, O_RDWR, 1024 * PG, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	for (size_t i = 0; i < 16 * PG; i++)
+		assert_int_equal(p[i], ft_pat(i, 1));
+	assert_int_equal(truncate(path, 8 * PG), 0);
+	/* An untouched page past the new end, then the pages that were in
+	   the cache before: all gone, as with the kernel. */
+	assert_int_equal(ft_touch(p + 600 * PG, &v), SIGBUS);
+	for (size_t pg = 8; pg < 16; pg++)
+		assert_int_equal(ft_touch(p + pg * PG, &v), SIGBUS);
+	for (size_t i = 0; i < 8 * PG; i++)
+		assert_int_equal(p[i], ft_pat(i, 1));
+	assert_int_equal(upage_munmap(p, 1024 * PG), 0);
+	unlink(path);
+}
+
+static void test_protections(void **state)
+{
+	unsigned char *p, v;
+	char path[128], perms[5];
+	unsigned long off;
+	int fd;
+
+	path_of(path, "prot");
+	assert_int_equal(ft_make_file(path, 16 * PG, 1), 0);
+	/* No writable shared mapping from a read-only fd. */
+	p = map_file(path, O_RDONLY, 16 * PG, PROT_READ | PROT_WRITE,
+		     MAP_SHARED, 0);
+	assert_ptr_equal(p, MAP_FAILED);
+	assert_int_equal(errno, EACCES);
+	/* Nor one made writable later. */
+	p = map_file(path, O_RDONLY, 16 * PG, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	assert_int_equal(upage_mprotect(p, 16 * PG, PROT_READ | PROT_WRITE), -1);
+	assert_int_equal(errno, EACCES);
+	assert_int_equal(ft_poke(p, 1), SIGSEGV);
+	assert_int_equal(upage_munmap(p, 16 * PG), 0);
+	/* A write-only fd cannot be mapped at all. */
+	p = map_file(path, O_WRONLY, 16 * PG, PROT_WRITE, MAP_SHARED, 0);
+	assert_ptr_equal(p, MAP_FAILED);
+	assert_int_equal(errno, EACCES);
+	/* A bad fd, a directory. */
+	assert_ptr_equal(upage_mmap(NULL, PG, PROT_READ, MAP_SHARED, 9999, 0),
+			 MAP_FAILED);
+	assert_int_equal(errno, EBADF);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_ptr_equal(upage_mmap(NULL, PG, PROT_READ, MAP_SHARED, fd, 0),
+			 MAP_FAILED);
+	assert_int_equal(errno, ENODEV);
+	close(fd);
+	/* PROT_NONE, then readable: the data arrives. */
+	p = map_file(path, O_RDWR, 16 * PG, PROT_NONE, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	assert_int_equal(ft_touch(p, &v), SIGSEGV);
+	assert_int_equal(upage_mprotect(p, 16 * PG, PROT_READ), 0);
+	assert_int_equal(ft_touch(p + PG + 7, &v), 0);
+	assert_int_equal(v, ft_pat(PG + 7, 1));
+	assert_int_equal(upage_munmap(p, 16 * PG), 0);
+	/* Exec. */
+	p = map_file(path, O_RDONLY, 16 * PG, PROT_READ | PROT_EXEC,
+		     MAP_PRIVATE, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)p, perms, &off), 0);
+	assert_string_equal(perms, "r-xp");
+	assert_int_equal(p[3 * PG], ft_pat(3 * PG, 1));
+	assert_int_equal(upage_munmap(p, 16 * PG), 0);
+	/* An unaligned offset. */
+	p = map_file(path, O_RDONLY, PG, PROT_READ, MAP_SHARED, 100);
+	assert_ptr_equal(p, MAP_FAILED);
+	assert_int_equal(errno, EINVAL);
+	unlink(path);
+}
+
+static int spawn_reader(struct ft_helper *hp, const char *path,
+			unsigned long first, unsigned long n,
+			unsigned long *addr)
+{
+	char a[32], b[32], line[64];
+	char *argv[] = { "test", "helper", "reader", h.sock, (char *)path, a,
+			 b, NULL };
+
+	snprintf(a, sizeof(a), "%lu", first);
+	snprintf(b, sizeof(b), "%lu", n);
+	if (ft_spawn(hp, argv) < 0 || ft_report(hp, line, sizeof(line)) < 0)
+		return -1;
+	return sscanf(line, "ok %lx", addr) == 1 ? 0 : -1;
+}
+
+/*
+ * k processes map overlapping ranges of one file: every page they map
+ * exists once, so their Pss adds up to the distinct pages mapped, while
+ * their Rss adds up to everything each one maps.
+ */
+static void many_readers(int k)
+{
+	enum { FILE_PAGES = 256, EACH = 128, STEP = 16 };
+	struct ft_helper hp[8];
+	unsigned long addr[8];
+	long rss, pss, sum_rss = 0, sum_pss = 0;
+	unsigned long distinct = EACH + (k - 1) * STEP;
+	char path[128];
+
+	path_of(path, "many");
+	assert_int_equal(ft_make_file(path, FILE_PAGES * PG, 1), 0);
+	for (int i = 0; i < k; i++)
+		assert_int_equal(spawn_reader(&hp[i], path, i * STEP, EACH,
+					      &addr[i]), 0);
+	for (int i = 0; i < k; i++) {
+		assert_int_equal(ft_smaps(hp[i].pid, addr[i], &rss, &pss), 0);
+		assert_int_equal(rss, EACH * 4);
+		sum_rss += rss;
+		sum_pss += pss;
+	}
+	/* Pss is rounded down per VMA: at most k kB short. */
+	print_message("%d readers: Rss %ld kB, Pss %ld kB, %lu distinct pages\n",
+		      k, sum_rss, sum_pss, distinct);
+	assert_true(sum_pss <= (long)distinct * 4);
+	assert_true(sum_pss >= (long)distinct * 4 - k);
+	for (int i = 0; i < k; i++)
+		assert_int_equal(ft_finish(&hp[i], 0), 0);
+	unlink(path);
+}
+
+static void test_two_readers_one_copy(void **state)
+{
+	many_readers(2);
+}
+
+static void test_eight_readers_one_copy(void **state)
+{
+	many_readers(8);
+}
+
+static void test_writer_sync_then_sigkill(void **state)
+{
+	char path[128], n[16] = "64", line[64];
+	char *argv[] = { "test", "helper", "writer", h.sock, path, n, NULL };
+	struct ft_helper hp;
+	unsigned char *p;
+
+	path_of(path, "kill");
+	assert_int_equal(ft_make_file(path, 64 * PG, 1), 0);
+	assert_int_equal(ft_spawn(&hp, argv), 0);
+	assert_int_equal(ft_report(&hp, line, sizeof(line)), 0);
+	assert_string_equal(line, "synced");
+	/* Its msync returned: the file has the first half. */
+	assert_int_equal(ft_file_has(path, 0, 32 * PG, 2), 0);
+	assert_int_equal(ft_report(&hp, line, sizeof(line)), 0);
+	assert_string_equal(line, "written");
+	assert_true(WIFSIGNALED(ft_finish(&hp, SIGKILL)));
+	/* Never synced, yet not lost: its exit writes it back; an msync
+	   of ours covers whatever is still in flight. */
+	p = map_file(path, O_RDONLY, 64 * PG, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	assert_int_equal(upage_msync(p, 64 * PG, MS_SYNC), 0);
+	assert_int_equal(ft_file_has(path, 0, 32 * PG, 2), 0);
+	for (size_t i = 32 * PG; i < 64 * PG; i++)
+		assert_int_equal(p[i], ft_pat(i, 3));
+	assert_int_equal(ft_file_has(path, 32 * PG, 32 * PG, 3), 0);
+	assert_int_equal(upage_munmap(p, 64 * PG), 0);
+	unlink(path);
+}
+
+static void test_daemon_sigterm_writes_back(void **state)
+{
+	char path[128], n[16] = "64", line[64];
+	struct harness h2;
+	struct ft_helper hp;
+
+	path_of(path, "term");
+	assert_int_equal(ft_make_file(path, 64 * PG, 1), 0);
+	assert_int_equal(harness_start(&h2), 0);
+	{
+		char *argv[] = { "test", "helper", "writer", h2.sock, path, n,
+				 NULL };
+
+		assert_int_equal(ft_spawn(&hp, argv), 0);
+	}
+	assert_int_equal(ft_report(&hp, line, sizeof(line)), 0);
+	assert_string_equal(line, "synced");
+	assert_int_equal(ft_report(&hp, line, sizeof(line)), 0);
+	assert_string_equal(line, "written");
+	/* Dirty and never synced: the daemon writes it before it exits. */
+	assert_int_equal(harness_stop(&h2), 0);
+	assert_int_equal(ft_file_has(path, 0, 32 * PG, 2), 0);
+	assert_int_equal(ft_file_has(path, 32 * PG, 32 * PG, 3), 0);
+	assert_int_equal(ft_finish(&hp, 0), 0);
+	harness_live = &h;
+	unlink(path);
+}
+
+/* A daemon reading with O_DIRECT ($UPAGED_DIRECT_IO=1): the same bytes. */
+static void test_direct_io_reads(void **state)
+{
+	char path[128], a[16] = "0", n[16] = "300", line[64];
+	struct harness h2;
+	struct ft_helper hp;
+	unsigned long addr;
+	int fd;
+
+	path_of(path, "direct");
+	/* Not in the kernel's cache: cached runs are spliced instead. */
+	assert_int_equal(ft_make_file(path, 300 * PG, 1), 0);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fdatasync(fd), 0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	close(fd);
+	setenv("UPAGED_DIRECT_IO", "1", 1);
+	assert_int_equal(harness_start(&h2), 0);
+	unsetenv("UPAGED_DIRECT_IO");
+	{
+		char *argv[] = { "test", "helper", "reader", h2.sock, path, a,
+				 n, NULL };
+
+		assert_int_equal(ft_spawn(&hp, argv), 0);
+	}
+	/* The reader checks every byte. */
+	assert_int_equal(ft_report(&hp, line, sizeof(line)), 0);
+	assert_int_equal(sscanf(line, "ok %lx", &addr), 1);
+	assert_int_equal(ft_finish(&hp, 0), 0);
+	assert_int_equal(harness_stop(&h2), 0);
+	harness_live = &h;
+	unlink(path);
+}
+
+/* 1 GiB, every 8-byte word its own offset: mapped and read in full. */
+static void test_one_gib_file(void **state)
+{
+	const uint64_t size = 1UL << 30, chunk = 1 << 20;
+	uint64_t *buf = malloc(chunk), *p;
+	char path[128];
+	int fd;
+
+	assert_non_null(buf);
+	path_of(path, "gib");
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	for (uint64_t off = 0; off < size; off += chunk) {
+		for (uint64_t i = 0; i < chunk / 8; i++)
+			buf[i] = (off + i * 8) ^ 0x5a5a5a5a5a5a5a5aULL;
+		assert_int_equal(pwrite(fd, buf, chunk, (off_t)off), (ssize_t)chunk);
+	}
+	free(buf);
+	p = upage_mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	for (uint64_t i = 0; i < size / 8; i++)
+		if (p[i] != ((i * 8) ^ 0x5a5a5a5a5a5a5a5aULL))
+			fail_msg("word at %#lx differs", (unsigned long)(i * 8));
+	assert_int_equal(upage_munmap(p, size), 0);
+	unlink(path);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shared_read_matches_file),
+		cmocka_unit_test(test_private_cow_isolation),
+		cmocka_unit_test(test_shared_write_msync_and_unmap),
+		cmocka_unit_test(test_eof_tail_and_sigbus),
+		cmocka_unit_test(test_truncate_while_mapped),
+		cmocka_unit_test(test_protections),
+		cmocka_unit_test(test_two_readers_one_copy),
+		cmocka_unit_test(test_eight_readers_one_copy),
+		cmocka_unit_test(test_writer_sync_then_sigkill),
+		cmocka_unit_test(test_daemon_sigterm_writes_back),
+		cmocka_unit_test(test_direct_io_reads),
+		cmocka_unit_test(test_one_gib_file),
+	};
+
+	if (argc >= 2 && !strcmp(argv[1], "helper"))
+		return helper_main(argc, argv);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

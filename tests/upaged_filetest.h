@@ -1,0 +1,259 @@
+/*
+ * upaged_filetest.h - helpers for the file-backed paging tests: patterned
+ * files, SIGBUS probes, helper processes that are clients of their own
+ * (the test program re-executed with a role), /proc/PID/smaps figures.
+ *
+ * Contract: every helper returns -errno or a negative line number on
+ * failure and never exits the test program; helper processes report on a
+ * pipe (their stdout) and wait for their stdin to close, so the test
+ * decides when they go — nothing waits by sleeping.
+ */
+#ifndef UPAGED_FILETEST_H
+#define UPAGED_FILETEST_H
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FT_PG 4096UL
+
+/* Byte i of the pattern seed. */
+static inline unsigned char ft_pat(uint64_t i, unsigned seed)
+{
+	return (unsigned char)(i * 131 + seed * 17 + (i >> 12) * 7 + 1);
+}
+
+/* A file of size bytes of pattern seed at path (created or replaced). */
+static inline int ft_make_file(const char *path, uint64_t size, unsigned seed)
+{
+	unsigned char buf[65536];
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	if (fd < 0)
+		return -errno;
+	for (uint64_t off = 0; off < size; off += sizeof(buf)) {
+		size_t n = size - off < sizeof(buf) ? size - off : sizeof(buf);
+
+		for (size_t i = 0; i < n; i++)
+			buf[i] = ft_pat(off + i, seed);
+		if (pwrite(fd, buf, n, (off_t)off) != (ssize_t)n) {
+			close(fd);
+			return -EIO;
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+/* 0 if [off, off + len) of the file at path is pattern seed, else -1. */
+static inline int ft_file_has(const char *path, uint64_t off, size_t len,
+			      unsigned seed)
+{
+	unsigned char buf[65536];
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -1;
+	for (size_t done = 0; done < len && !r; done += sizeof(buf)) {
+		size_t n = len - done < sizeof(buf) ? len - done : sizeof(buf);
+
+		if (pread(fd, buf, n, (off_t)(off + done)) != (ssize_t)n)
+			r = -1;
+		for (size_t i = 0; i < n && !r; i++)
+			if (buf[i] != ft_pat(off + done + i, seed))
+				r = -1;
+	}
+	close(fd);
+	return r;
+}
+
+static sigjmp_buf ft_jb;
+
+static void ft_on_bus(int sig)
+{
+	siglongjmp(ft_jb, sig);
+}
+
+/* Reads *p: 0 if it worked (*out gets the byte), or the signal it raised. */
+static inline int ft_touch(const volatile unsigned char *p, unsigned char *out)
+{
+	struct sigaction sa, obus, osegv;
+	int sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = ft_on_bus;
+	sigaction(SIGBUS, &sa, &obus);
+	sigaction(SIGSEGV, &sa, &osegv);
+	sig = sigsetjmp(ft_jb, 1);
+	if (sig == 0) {
+		unsigned char v = *p;
+
+		if (out)
+			*out = v;
+	}
+	sigaction(SIGBUS, &obus, NULL);
+	sigaction(SIGSEGV, &osegv, NULL);
+	return sig;
+}
+
+/* Writes *p: 0, or the signal it raised. */
+static inline int ft_poke(volatile unsigned char *p, unsigned char v)
+{
+	struct sigaction sa, obus, osegv;
+	int sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = ft_on_bus;
+	sigaction(SIGBUS, &sa, &obus);
+	sigaction(SIGSEGV, &sa, &osegv);
+	sig = sigsetjmp(ft_jb, 1);
+	if (sig == 0)
+		*p = v;
+	sigaction(SIGBUS, &obus, NULL);
+	sigaction(SIGSEGV, &osegv, NULL);
+	return sig;
+}
+
+/* Removes dir and the files in it (what a failed test left behind). */
+static inline void ft_rmdir(const char *dir)
+{
+	char path[512];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	while (d && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
+/* A helper process: the test program run again with argv. */
+struct ft_helper {
+	pid_t pid;
+	FILE *out;   /* its reports */
+	int in;      /* closing this tells it to go */
+};
+
+static inline int ft_spawn(struct ft_helper *hp, char *const argv[])
+{
+	int to[2], from[2];
+
+	hp->pid = -1;
+	hp->in = -1;
+	hp->out = NULL;
+	if (pipe2(to, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(from, O_CLOEXEC) < 0) {
+		close(to[0]);
+		close(to[1]);
+		return -errno;
+	}
+	hp->pid = fork();
+	if (hp->pid < 0)
+		return -errno;
+	if (hp->pid == 0) {
+		dup2(to[0], 0);
+		dup2(from[1], 1);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	close(to[0]);
+	close(from[1]);
+	hp->in = to[1];
+	hp->out = fdopen(from[0], "r");
+	return hp->out ? 0 : -ENOMEM;
+}
+
+/* Its next report line (without newline) into buf; 0 or -1 at EOF. */
+static inline int ft_report(struct ft_helper *hp, char *buf, size_t size)
+{
+	if (!fgets(buf, (int)size, hp->out))
+		return -1;
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/* Lets it go (or kills it with sig) and returns its exit status. */
+static inline int ft_finish(struct ft_helper *hp, int sig)
+{
+	int status = -1;
+
+	if (sig)
+		kill(hp->pid, sig);
+	close(hp->in);
+	while (waitpid(hp->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	fclose(hp->out);
+	return status;
+}
+
+/* Rss and Pss (kB) of the VMA of pid that starts at addr; 0 or -1. */
+static inline int ft_smaps(pid_t pid, unsigned long addr, long *rss, long *pss)
+{
+	char path[64], line[256];
+	bool in = false;
+	FILE *f;
+
+	*rss = *pss = -1;
+	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		/* A VMA's first line; field lines never parse as a range. */
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2) {
+			in = s == addr;
+			continue;
+		}
+		if (in) {
+			sscanf(line, "Rss: %ld kB", rss);
+			sscanf(line, "Pss: %ld kB", pss);
+		}
+	}
+	fclose(f);
+	return *rss >= 0 && *pss >= 0 ? 0 : -1;
+}
+
+/* The /proc/PID/maps permissions ("rw-s") of the VMA holding addr. */
+static inline int ft_maps_perms(pid_t pid, unsigned long addr, char perms[5],
+				unsigned long *offset)
+{
+	char path[64], line[512];
+	FILE *f;
+	int r = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e, off;
+		char p[5];
+
+		if (sscanf(line, "%lx-%lx %4s %lx", &s, &e, p, &off) == 4 &&
+		    s <= addr && addr < e) {
+			memcpy(perms, p, 5);
+			*offset = off;
+			r = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return r;
+}
+
+#endif
