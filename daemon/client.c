@@ -195,8 +195,8 @@ static int client_remap(struct umm *u, const struct upage_remap *m,
 	struct vm_area_struct *vma;
 	long r;
 
-	if (m->flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED))
-		return -EINVAL; /* MREMAP_DONTUNMAP: not yet */
+	if (m->flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP))
+		return -EINVAL;
 	if (!new_len || new_len < m->new_len || old_len < m->old_len ||
 	    !umm_range_ok(u, m->old_addr, old_len ? old_len : PAGE_SIZE))
 		return -EINVAL;
@@ -208,6 +208,9 @@ static int client_remap(struct umm *u, const struct upage_remap *m,
 		return -EFAULT;
 	/* A file mapping grows over memfd, not reservation: not yet. */
 	if (vma->vm_file && new_len > old_len)
+		return -EOPNOTSUPP;
+	/* Keeping the source of a file mapping: not yet either. */
+	if (vma->vm_file && (m->flags & MREMAP_DONTUNMAP))
 		return -EOPNOTSUPP;
 	*prot = prot_of(vma->vm_flags);
 	file_range_release(u, m->old_addr, old_len);

@@ -420,6 +420,14 @@ static void fault_event_remap(struct umm *u, unsigned long from,
 	upaged.cnt.ev_remap++;
 	if (!umm_range_ok(u, from, len) || !fault_model_has(u, from, from + len))
 		return; /* ours, or not in the arena */
+	/*
+	 * Both ends already mapped in the model: the library's own
+	 * MREMAP_DONTUNMAP, which leaves the source mapped (and registered).
+	 * A move behind our back finds its destination a hole at most: the
+	 * kernel's unmap of it came first.
+	 */
+	if (umm_range_ok(u, to, len) && fault_model_has(u, to, to + len))
+		return;
 	log_debug("pid %d: mremap %#lx -> %#lx behind the library", u->pid,
 		  from, to);
 	file_range_release(u, from, len);

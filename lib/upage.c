@@ -67,6 +67,8 @@
 
 #define UP_PAGE 4096UL
 #define UP_ALIGN(x) (((x) + UP_PAGE - 1) & ~(UP_PAGE - 1))
+/* mremap(2) flag, newer than the installed headers. */
+#define UP_MREMAP_DONTUNMAP 4
 #define UP_FEATURES (UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | \
 		     UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | \
 		     UFFD_FEATURE_THREAD_ID)
@@ -764,7 +766,7 @@ UPAGE_EXPORT void *upage_mremap(void *old_addr, size_t old_len,
 		va_end(ap);
 	}
 	if ((old & (UP_PAGE - 1)) || !new_len ||
-	    (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | 4 /* DONTUNMAP */)) ||
+	    (flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | UP_MREMAP_DONTUNMAP)) ||
 	    ((flags & MREMAP_FIXED) && !(flags & MREMAP_MAYMOVE)) ||
 	    ((flags & MREMAP_FIXED) && ((nu & (UP_PAGE - 1)) ||
 	     (nu < old + olen && old < nu + nlen))))
@@ -793,13 +795,15 @@ UPAGE_EXPORT void *upage_mremap(void *old_addr, size_t old_len,
 	nu = rep.addr;
 	switch (rep.aux) {
 	case UPAGE_REMAP_MOVE:
-		p = mremap(old_addr, olen, nlen, MREMAP_MAYMOVE | MREMAP_FIXED,
-			   (void *)nu);
+		p = mremap(old_addr, olen, nlen, MREMAP_MAYMOVE | MREMAP_FIXED |
+			   (flags & UP_MREMAP_DONTUNMAP), (void *)nu);
 		if (p == MAP_FAILED) {
 			r = -errno;
 			break;
 		}
-		r = up_reserve(old, olen);
+		/* With DONTUNMAP the source stays mapped, now empty. */
+		if (!(flags & UP_MREMAP_DONTUNMAP))
+			r = up_reserve(old, olen);
 		break;
 	case UPAGE_REMAP_GROW:
 		if (rep.prot != PROT_NONE &&

@@ -248,6 +248,42 @@ static void test_mremap(void **state)
 	assert_int_equal(upage_munmap(q, len), 0);
 }
 
+/* MREMAP_DONTUNMAP: the pages move, the source stays mapped and empty. */
+static void test_mremap_dontunmap(void **state)
+{
+	size_t len = 16 * PG;
+	unsigned char *p, *q;
+
+	p = upage_mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	fill_pattern(p, len, 11);
+	/* The kernel's rules: same length, and MAYMOVE. */
+	errno = 0;
+	assert_ptr_equal(upage_mremap(p, len, 2 * len, MREMAP_MAYMOVE | 4),
+			 MAP_FAILED);
+	assert_int_equal(errno, EINVAL);
+	assert_ptr_equal(upage_mremap(p, len, len, 4), MAP_FAILED);
+	assert_int_equal(errno, EINVAL);
+	q = upage_mremap(p, len, len, MREMAP_MAYMOVE | 4 /* DONTUNMAP */);
+	assert_ptr_not_equal(q, MAP_FAILED);
+	assert_ptr_not_equal(q, p);
+	check_pattern(q, len, 11);
+	/* The source is still mapped, reads zeroes, and takes writes. */
+	check_zero(p, len);
+	fill_pattern(p, len, 12);
+	check_pattern(p, len, 12);
+	check_pattern(q, len, 11);
+	/* Both are the daemon's: unmapping each works and frees it. */
+	assert_int_equal(upage_munmap(p, len), 0);
+	assert_int_equal(upage_munmap(q, len), 0);
+	p = upage_mmap(p, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+		       MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	check_zero(p, len);
+	assert_int_equal(upage_munmap(p, len), 0);
+}
+
 static void test_madvise_dontneed(void **state)
 {
 	struct upage_stats_reply s0, s1;
@@ -299,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_mprotect),
 		cmocka_unit_test(test_mremap),
+		cmocka_unit_test(test_mremap_dontunmap),
 		cmocka_unit_test(test_madvise_dontneed),
 		cmocka_unit_test(test_counts_and_stats),
 	};

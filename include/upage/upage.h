@@ -71,7 +71,11 @@ void *upage_mmap(void *addr, size_t len, int prot, int flags, int fd,
 int upage_munmap(void *addr, size_t len);
 /* mprotect(2). */
 int upage_mprotect(void *addr, size_t len, int prot);
-/* mremap(2); new_addr is read only with MREMAP_FIXED. */
+/*
+ * mremap(2); new_addr is read only with MREMAP_FIXED. MREMAP_DONTUNMAP
+ * works for anonymous mappings (the source stays mapped, empty); on a file
+ * mapping it fails with EOPNOTSUPP, as does growing a file mapping.
+ */
 void *upage_mremap(void *old_addr, size_t old_len, size_t new_len, int flags,
 		   ... /* void *new_addr */);
 /*
