@@ -26,7 +26,7 @@
 
 #include <stdint.h>
 
-#define UPAGE_PROTO_VERSION 1
+#define UPAGE_PROTO_VERSION 2 /* 2: queries, file paging (MAP_COMMIT, RMAP_QUERY) */
 /* No message, request or reply, is larger than this. */
 #define UPAGE_MSG_MAX 4096
 /* Default socket; --socket PATH and $UPAGED_SOCKET override it. */
