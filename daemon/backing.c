@@ -408,6 +408,16 @@ static int backing_splice(struct backing *b, uint64_t off, size_t len)
 	return err;
 }
 
+/*
+ * The test hook for the read-error path ($UPAGED_FAIL_READS_OF): no disk
+ * here fails on demand, so reads of that one file are made to.
+ */
+static bool backing_fails_reads(const struct backing *b)
+{
+	return b->table->fail_reads_of && *b->table->fail_reads_of &&
+	       !strcmp(b->path, b->table->fail_reads_of);
+}
+
 static void backing_read_done(void *arg, ssize_t res)
 {
 	struct backing_read_io *rio = arg;
@@ -415,6 +425,8 @@ static void backing_read_done(void *arg, ssize_t res)
 	size_t len;
 	int err;
 
+	if (res >= 0 && backing_fails_reads(b))
+		res = -EIO;
 	if (res < 0) {
 		backing_read_finish(rio, (int)res);
 		return;
@@ -471,7 +483,7 @@ static int backing_read_run(struct backing *b, unsigned long first,
 		rio->bytes = (size_t)(b->size - off);
 	/* Cached: into the memfd now; the ready report follows a no-op
 	   request, so that it comes from the loop as a read's would. */
-	if (backing_cached(b, off, rio->bytes) &&
+	if (!backing_fails_reads(b) && backing_cached(b, off, rio->bytes) &&
 	    backing_splice(b, off, rio->bytes) == 0 &&
 	    io_nop(b->table->io, backing_fill_done, rio) == 0)
 		goto issued;

@@ -95,6 +95,8 @@ struct backing_table {
 	backing_ready_fn ready;
 	size_t resident_pages;     /* sum over objects */
 	bool direct;               /* read what is not cached with O_DIRECT */
+	const char *fail_reads_of; /* test hook: every read of the file at
+				      this path fails with EIO */
 	int pipe[2];               /* for splicing cached file pages */
 };
 

@@ -135,6 +135,8 @@ int file_init(struct ev_loop *loop)
 	const char *d = getenv("UPAGED_DIRECT_IO");
 
 	file_table.direct = d && !strcmp(d, "1");
+	/* $UPAGED_FAIL_READS_OF=PATH: a test hook, see backing.c. */
+	file_table.fail_reads_of = getenv("UPAGED_FAIL_READS_OF");
 	file_ready_ok = true;
 	return 0;
 }

@@ -115,8 +115,46 @@ static int helper_writer(char **argv)
 	return 0;
 }
 
+/*
+ * poison SOCK BAD GOOD: maps both files shared; a read of BAD must raise
+ * SIGBUS (its backing read fails), GOOD must read back its pattern.
+ * Reports "sigbus ok", and does it twice: the poisoned page stays so.
+ */
+static int helper_poison(char **argv)
+{
+	struct upage_options o = { .socket_path = argv[0],
+				   .arena_size = 1UL << 30 };
+	unsigned char *bad, *good, v, c;
+	int fd;
+
+	if (upage_connect(&o) < 0)
+		return 2;
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	bad = upage_mmap(NULL, 4 * PG, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+	good = upage_mmap(NULL, 4 * PG, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (bad == MAP_FAILED || good == MAP_FAILED)
+		return 4;
+	for (int round = 0; round < 2; round++) {
+		if (ft_touch(bad + PG + 7, &v) != SIGBUS)
+			return 5;
+		for (unsigned long i = 0; i < 4 * PG; i++)
+			if (good[i] != ft_pat(i, 1))
+				return 6;
+	}
+	printf("sigbus ok\n");
+	fflush(stdout);
+	while (read(0, &c, 1) > 0)
+		;
+	return 0;
+}
+
 static int helper_main(int argc, char **argv)
 {
+	if (argc >= 6 && !strcmp(argv[2], "poison"))
+		return helper_poison(argv + 3);
 	if (argc >= 7 && !strcmp(argv[2], "reader"))
 		return helper_reader(argv + 3);
 	if (argc >= 6 && !strcmp(argv[2], "writer"))
@@ -517,6 +555,39 @@ static void test_direct_io_reads(void **state)
 	unlink(path);
 }
 
+/*
+ * A backing read that fails gives the faulting client SIGBUS, never an
+ * endless wait; other files, and the daemon, go on as before.
+ */
+static void test_read_error_sigbus(void **state)
+{
+	char bad[128], good[128], line[64];
+	struct ft_helper hp;
+	struct harness h2;
+
+	path_of(bad, "bad");
+	path_of(good, "good");
+	assert_int_equal(ft_make_file(bad, 4 * PG, 1), 0);
+	assert_int_equal(ft_make_file(good, 4 * PG, 1), 0);
+	setenv("UPAGED_FAIL_READS_OF", bad, 1);
+	assert_int_equal(harness_start(&h2), 0);
+	unsetenv("UPAGED_FAIL_READS_OF");
+	{
+		char *argv[] = { "test", "helper", "poison", h2.sock, bad, good,
+				 NULL };
+
+		assert_int_equal(ft_spawn(&hp, argv), 0);
+	}
+	assert_int_equal(ft_report(&hp, line, sizeof(line)), 0);
+	assert_string_equal(line, "sigbus ok");
+	assert_int_equal(ft_finish(&hp, 0), 0);
+	/* The daemon was not hurt: it stops cleanly. */
+	assert_int_equal(harness_stop(&h2), 0);
+	harness_live = &h;
+	unlink(bad);
+	unlink(good);
+}
+
 /* 1 GiB, every 8-byte word its own offset: mapped and read in full. */
 static void test_one_gib_file(void **state)
 {
@@ -559,6 +630,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_writer_sync_then_sigkill),
 		cmocka_unit_test(test_daemon_sigterm_writes_back),
 		cmocka_unit_test(test_direct_io_reads),
+		cmocka_unit_test(test_read_error_sigbus),
 		cmocka_unit_test(test_one_gib_file),
 	};
 
