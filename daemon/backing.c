@@ -725,6 +725,17 @@ int backing_writeback(struct backing *b, unsigned long first,
 	return 0;
 }
 
+unsigned long backing_clean_run(const struct backing *b, unsigned long i,
+				unsigned long end)
+{
+	unsigned long run = 0;
+
+	while (i + run < end && page_test(b->resident, i + run) &&
+	       !page_test(b->dirty, i + run) && !page_test(b->reading, i + run))
+		run++;
+	return run;
+}
+
 int backing_evict(struct backing *b, unsigned long first, unsigned long npages)
 {
 	unsigned long end = first + npages, i, run;
@@ -732,11 +743,7 @@ int backing_evict(struct backing *b, unsigned long first, unsigned long npages)
 	if (end > b->npages)
 		end = b->npages;
 	for (i = first; i < end; i += run ? run : 1) {
-		run = 0;
-		while (i + run < end && page_test(b->resident, i + run) &&
-		       !page_test(b->dirty, i + run) &&
-		       !page_test(b->reading, i + run))
-			run++;
+		run = backing_clean_run(b, i, end);
 		if (!run)
 			continue;
 		if (fallocate(b->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,

@@ -166,6 +166,12 @@ void backing_mark_dirty(struct backing *b, unsigned long first,
  */
 int backing_writeback(struct backing *b, unsigned long first,
 		      unsigned long npages, io_done_fn done, void *arg);
+/*
+ * Length of the run of resident, clean pages not being read that starts at
+ * page i, stopping at end (0 if page i is not one).
+ */
+unsigned long backing_clean_run(const struct backing *b, unsigned long i,
+				unsigned long end);
 /* Drops clean resident pages from the memfd (every mapper loses them). */
 int backing_evict(struct backing *b, unsigned long first,
 		  unsigned long npages);

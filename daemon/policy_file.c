@@ -603,11 +603,7 @@ static int file_refresh(struct backing *b, unsigned long first,
 	ssize_t got;
 
 	for (i = first; i < end; i += run ? run : 1) {
-		run = 0;
-		while (i + run < end && page_test(b->resident, i + run) &&
-		       !page_test(b->dirty, i + run) &&
-		       !page_test(b->reading, i + run))
-			run++;
+		run = backing_clean_run(b, i, end);
 		if (!run)
 			continue;
 		got = pread(b->fd, b->view + i * PAGE_SIZE, run * PAGE_SIZE,

@@ -172,20 +172,29 @@ int proto_send(int sock, const void *msg, size_t len)
 }
 
 /* As proto_reply(), with fd (if >= 0) passed along (SCM_RIGHTS). */
+/* The reply to req, as every reply to a request is laid out. */
+static void proto_reply_fill(struct upage_reply *r,
+			     const struct upage_hdr *req, int error,
+			     uint64_t addr, int32_t prot, uint64_t aux)
+{
+	memset(r, 0, sizeof(*r));
+	r->hdr.version = UPAGE_PROTO_VERSION;
+	r->hdr.type = (uint16_t)(req->type | UPAGE_MSG_REPLY);
+	r->hdr.len = sizeof(*r);
+	r->hdr.id = req->id;
+	r->error = error;
+	r->addr = addr;
+	r->prot = prot;
+	r->aux = aux;
+}
+
 int proto_reply_fd(int sock, const struct upage_hdr *req, int error,
 		   uint64_t addr, uint64_t aux, int fd)
 {
 	struct upage_reply r;
 	ssize_t n;
 
-	memset(&r, 0, sizeof(r));
-	r.hdr.version = UPAGE_PROTO_VERSION;
-	r.hdr.type = (uint16_t)(req->type | UPAGE_MSG_REPLY);
-	r.hdr.len = sizeof(r);
-	r.hdr.id = req->id;
-	r.error = error;
-	r.addr = addr;
-	r.aux = aux;
+	proto_reply_fill(&r, req, error, addr, 0, aux);
 	n = upage_wire_send(sock, &r, sizeof(r), fd,
 			    MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n < 0)
@@ -198,14 +207,6 @@ void proto_reply(int sock, const struct upage_hdr *req, int error,
 {
 	struct upage_reply r;
 
-	memset(&r, 0, sizeof(r));
-	r.hdr.version = UPAGE_PROTO_VERSION;
-	r.hdr.type = (uint16_t)(req->type | UPAGE_MSG_REPLY);
-	r.hdr.len = sizeof(r);
-	r.hdr.id = req->id;
-	r.error = error;
-	r.addr = addr;
-	r.prot = prot;
-	r.aux = aux;
+	proto_reply_fill(&r, req, error, addr, prot, aux);
 	proto_send(sock, &r, sizeof(r));
 }
