@@ -48,36 +48,6 @@ static void path_of(char *buf, const char *name)
 
 /* ---- helpers (other processes) ---- */
 
-/* reader SOCK PATH FIRST NPAGES: maps shared, checks, reports "ok ADDR". */
-static int helper_reader(char **argv)
-{
-	struct upage_options o = { .socket_path = argv[0],
-				   .arena_size = 1UL << 30 };
-	unsigned long first = strtoul(argv[2], NULL, 0);
-	unsigned long n = strtoul(argv[3], NULL, 0);
-	unsigned char *p, c;
-	int fd;
-
-	if (upage_connect(&o) < 0)
-		return 2;
-	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 3;
-	p = upage_mmap(NULL, n * PG, PROT_READ, MAP_SHARED, fd, first * PG);
-	if (p == MAP_FAILED)
-		return 4;
-	for (unsigned long i = 0; i < n * PG; i++)
-		if (p[i] != ft_pat(first * PG + i, 1)) {
-			printf("bad %lu\n", i);
-			return 5;
-		}
-	printf("ok %lx\n", (unsigned long)p);
-	fflush(stdout);
-	while (read(0, &c, 1) > 0)
-		;
-	return 0;
-}
-
 /*
  * writer SOCK PATH NPAGES: maps all shared read-write; writes pattern 2
  * to the first half, msyncs, reports "synced"; writes pattern 3 to the
@@ -88,7 +58,7 @@ static int helper_writer(char **argv)
 	struct upage_options o = { .socket_path = argv[0],
 				   .arena_size = 1UL << 30 };
 	unsigned long n = strtoul(argv[2], NULL, 0), half = n / 2 * PG;
-	unsigned char *p, c;
+	unsigned char *p;
 	int fd;
 
 	if (upage_connect(&o) < 0)
@@ -110,8 +80,7 @@ static int helper_writer(char **argv)
 		p[i] = ft_pat(i, 3);
 	printf("written\n");
 	fflush(stdout);
-	while (read(0, &c, 1) > 0)
-		;
+	ft_wait_for_eof();
 	return 0;
 }
 
@@ -124,7 +93,7 @@ static int helper_poison(char **argv)
 {
 	struct upage_options o = { .socket_path = argv[0],
 				   .arena_size = 1UL << 30 };
-	unsigned char *bad, *good, v, c;
+	unsigned char *bad, *good, v;
 	int fd;
 
 	if (upage_connect(&o) < 0)
@@ -146,8 +115,7 @@ static int helper_poison(char **argv)
 	}
 	printf("sigbus ok\n");
 	fflush(stdout);
-	while (read(0, &c, 1) > 0)
-		;
+	ft_wait_for_eof();
 	return 0;
 }
 
@@ -156,7 +124,7 @@ static int helper_main(int argc, char **argv)
 	if (argc >= 6 && !strcmp(argv[2], "poison"))
 		return helper_poison(argv + 3);
 	if (argc >= 7 && !strcmp(argv[2], "reader"))
-		return helper_reader(argv + 3);
+		return ft_helper_reader(argv + 3);
 	if (argc >= 6 && !strcmp(argv[2], "writer"))
 		return helper_writer(argv + 3);
 	return 100;

@@ -40,31 +40,6 @@ static int group_teardown(void **state)
 	return harness_group_stop(&h);
 }
 
-/* reader SOCK PATH FIRST NPAGES: another client; reports "ok ADDR". */
-static int helper_reader(char **argv)
-{
-	struct upage_options o = { .socket_path = argv[0],
-				   .arena_size = 1UL << 30 };
-	unsigned long first = strtoul(argv[2], NULL, 0);
-	unsigned long n = strtoul(argv[3], NULL, 0);
-	unsigned char *p, c;
-	int fd;
-
-	if (upage_connect(&o) < 0)
-		return 2;
-	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 3;
-	p = upage_mmap(NULL, n * PG, PROT_READ, MAP_SHARED, fd, first * PG);
-	if (p == MAP_FAILED || p[0] != ft_pat(first * PG, 1))
-		return 4;
-	printf("ok %lx\n", (unsigned long)p);
-	fflush(stdout);
-	while (read(0, &c, 1) > 0)
-		;
-	return 0;
-}
-
 static int query(uint64_t first, uint64_t n, struct upage_rmap_entry *e,
 		 size_t max, size_t *total)
 {
@@ -314,6 +289,6 @@ int main(int argc, char **argv)
 	};
 
 	if (argc >= 6 && !strcmp(argv[1], "helper"))
-		return helper_reader(argv + 2);
+		return ft_helper_reader(argv + 2);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

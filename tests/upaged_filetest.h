@@ -256,4 +256,49 @@ static inline int ft_maps_perms(pid_t pid, unsigned long addr, char perms[5],
 	return r;
 }
 
+/* A helper's last act: wait until the test closes our stdin. */
+static inline void ft_wait_for_eof(void)
+{
+	char c;
+
+	while (read(0, &c, 1) > 0)
+		;
+}
+
+#ifdef UPAGE_UPAGE_H
+/*
+ * The helper role "reader SOCK PATH FIRST NPAGES": another client maps
+ * NPAGES of PATH (pattern 1) shared from page FIRST, checks every byte,
+ * reports "ok ADDR" and stays until told to go.
+ */
+static inline int ft_helper_reader(char **argv)
+{
+	struct upage_options o = { .socket_path = argv[0],
+				   .arena_size = 1UL << 30 };
+	unsigned long first = strtoul(argv[2], NULL, 0);
+	unsigned long n = strtoul(argv[3], NULL, 0);
+	unsigned char *p;
+	int fd;
+
+	if (upage_connect(&o) < 0)
+		return 2;
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 3;
+	p = upage_mmap(NULL, n * FT_PG, PROT_READ, MAP_SHARED, fd,
+		       first * FT_PG);
+	if (p == MAP_FAILED)
+		return 4;
+	for (unsigned long i = 0; i < n * FT_PG; i++)
+		if (p[i] != ft_pat(first * FT_PG + i, 1)) {
+			printf("bad %lu\n", i);
+			return 5;
+		}
+	printf("ok %lx\n", (unsigned long)p);
+	fflush(stdout);
+	ft_wait_for_eof();
+	return 0;
+}
+#endif
+
 #endif
