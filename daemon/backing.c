@@ -78,6 +78,28 @@ int backing_table_init(struct backing_table *t, struct io_ctx *io,
 	return 0;
 }
 
+/*
+ * Releases what an object holds, whether it was made whole or given up
+ * half-made (descriptors still -1, view still MAP_FAILED).
+ */
+static void backing_destroy(struct backing *b)
+{
+	if (b->view != MAP_FAILED)
+		munmap(b->view, b->view_reserved);
+	if (b->dfd >= 0)
+		close(b->dfd);
+	if (b->memfd_ro >= 0)
+		close(b->memfd_ro);
+	if (b->memfd >= 0)
+		close(b->memfd);
+	if (b->fd >= 0)
+		close(b->fd);
+	free(b->resident);
+	free(b->reading);
+	free(b->dirty);
+	free(b);
+}
+
 static void backing_free(struct backing *b)
 {
 	struct backing_table *t = b->table;
@@ -88,16 +110,7 @@ static void backing_free(struct backing *b)
 	*pp = b->hash_next;
 	t->count--;
 	t->resident_pages -= b->nr_resident;
-	munmap(b->view, b->view_reserved);
-	close(b->memfd_ro);
-	close(b->memfd);
-	close(b->fd);
-	if (b->dfd >= 0)
-		close(b->dfd);
-	free(b->resident);
-	free(b->reading);
-	free(b->dirty);
-	free(b);
+	backing_destroy(b);
 }
 
 void backing_table_exit(struct backing_table *t)
@@ -213,20 +226,7 @@ static int backing_create(struct backing_table *t, int fd,
 fail_errno:
 	err = -errno;
 fail:
-	if (b->view != MAP_FAILED)
-		munmap(b->view, b->view_reserved);
-	if (b->dfd >= 0)
-		close(b->dfd);
-	if (b->memfd_ro >= 0)
-		close(b->memfd_ro);
-	if (b->memfd >= 0)
-		close(b->memfd);
-	if (b->fd >= 0)
-		close(b->fd);
-	free(b->resident);
-	free(b->reading);
-	free(b->dirty);
-	free(b);
+	backing_destroy(b);
 	return err;
 }
 
