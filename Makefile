@@ -31,7 +31,8 @@ URING_LIBS = $(shell pkg-config --libs liburing 2>/dev/null || echo -luring)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # The VMA engine: pure data structures shared by the daemon, tests, benches.
-ENGINE_SRCS := daemon/rbtree.c daemon/vma.c daemon/rmap.c
+ENGINE_SRCS := daemon/rbtree.c daemon/slab.c daemon/vma_index.c daemon/vma.c \
+	daemon/rmap.c
 ENGINE_OBJS := $(ENGINE_SRCS:%.c=$(BUILD)/%.o)
 
 # The daemon: every other daemon/*.c, on top of the engine.

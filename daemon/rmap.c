@@ -129,6 +129,30 @@ void vma_interval_tree_update(struct vm_area_struct *vma,
 	vma_interval_tree_insert(vma, as);
 }
 
+void vma_interval_tree_resize(struct vm_area_struct *vma,
+			      unsigned long old_last)
+{
+	unsigned long last = vma_last_pgoff(vma);
+	struct rb_node *n;
+
+	/*
+	 * The order is by first page, so the place holds. Growing past the
+	 * largest last below it raises the values above, without reading
+	 * anyone's other child; a last that was not the largest, and is not
+	 * now, changes nothing.
+	 */
+	if (last > vma->shared_last) {
+		for (n = &vma->shared_rb;
+		     n && shared_entry(n)->shared_last < last; n = rb_parent(n))
+			shared_entry(n)->shared_last = last;
+		return;
+	}
+	if (old_last < vma->shared_last || last == old_last)
+		return;
+	rmap_recompute(&vma->shared_rb);
+	rb_propagate(rb_parent(&vma->shared_rb), rmap_recompute);
+}
+
 /* Leftmost VMA under n that overlaps [first, last], or NULL. */
 static struct vm_area_struct *rmap_subtree_first(struct rb_node *n,
 						 unsigned long first,

@@ -21,6 +21,12 @@ void vma_interval_tree_remove(struct vm_area_struct *vma,
 /* Re-places vma after its vm_pgoff or size changed in place. */
 void vma_interval_tree_update(struct vm_area_struct *vma,
 			      struct address_space *as);
+/*
+ * Only vma's size changed (its last page was old_last): its place holds,
+ * and only largest-last values it held or now passes move.
+ */
+void vma_interval_tree_resize(struct vm_area_struct *vma,
+			      unsigned long old_last);
 bool rmap_contains(struct address_space *as, const struct vm_area_struct *vma);
 
 #endif

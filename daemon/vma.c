@@ -3,9 +3,10 @@
  * copying the regions of one client's address space (contract in vma.h).
  *
  * Shape of every modifying operation: check everything and take every VMA it
- * may need from the slab first, so that nothing can fail once the model
- * starts to change; then split at the edges of the range, change or remove
- * what lies inside, and finally merge across the edges that were touched.
+ * may need from the slab first, with the index nodes linking them may take,
+ * so that nothing can fail once the model starts to change; then split at
+ * the edges of the range, change or remove what lies inside, and finally
+ * merge across the edges that were touched.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <sys/sysmacros.h>
 
 #include "rmap.h"
+#include "slab.h"
 #include "vma.h"
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -27,207 +29,49 @@
 #define MREMAP_DONTUNMAP 4
 #endif
 
-#if defined(__SANITIZE_ADDRESS__)
-#define VMA_SLAB_DISABLED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define VMA_SLAB_DISABLED 1
-#endif
-#endif
-
-_Static_assert(sizeof(struct vm_area_struct) <= 128,
-	       "a VMA must fit in 128 bytes");
+_Static_assert(sizeof(struct vm_area_struct) <= 96,
+	       "a VMA and its share of the index must fit in 128 bytes");
 
 /*
- * VMA slab: VMAs are carved from 64 KiB chunks and recycled through a free
- * list, so each costs exactly its size and allocation is a pointer pop.
- * Under AddressSanitizer every VMA is its own malloc() so that a use after
- * free is caught.
+ * VMAs come from a slab, so each costs exactly its size and allocation is
+ * a pointer pop. 32-byte alignment puts every VMA on exactly two cache lines.
  */
-#define VMA_CHUNK_BYTES (64 * 1024)
-#define VMAS_PER_CHUNK \
-	((VMA_CHUNK_BYTES - sizeof(void *)) / sizeof(struct vm_area_struct))
-
-struct vma_chunk {
-	struct vma_chunk *next;
-	struct vm_area_struct vmas[VMAS_PER_CHUNK];
-};
-
-#ifndef VMA_SLAB_DISABLED
-static struct vma_chunk *vma_chunks;
-static struct vm_area_struct *vma_free_list; /* linked through vm_prev */
-#endif
-static size_t vma_bytes;
+static struct slab vma_slab = SLAB_INIT(struct vm_area_struct, 32);
 
 size_t vma_slab_bytes(void)
 {
-	return vma_bytes;
+	return vma_slab.bytes + vma_index_bytes();
 }
 
 static struct vm_area_struct *vma_alloc(void)
 {
-	struct vm_area_struct *vma;
-
-#ifdef VMA_SLAB_DISABLED
-	vma = malloc(sizeof(*vma));
-	if (vma)
-		vma_bytes += sizeof(*vma);
-	return vma;
-#else
-	if (!vma_free_list) {
-		struct vma_chunk *c = malloc(sizeof(*c));
-
-		if (!c)
-			return NULL;
-		c->next = vma_chunks;
-		vma_chunks = c;
-		vma_bytes += sizeof(*c);
-		for (size_t i = 0; i < VMAS_PER_CHUNK; i++) {
-			c->vmas[i].vm_prev = vma_free_list;
-			vma_free_list = &c->vmas[i];
-		}
-	}
-	vma = vma_free_list;
-	vma_free_list = vma->vm_prev;
-	return vma;
-#endif
+	return slab_alloc(&vma_slab);
 }
 
 static void vma_free(struct vm_area_struct *vma)
 {
-	if (!vma)
-		return;
-#ifdef VMA_SLAB_DISABLED
-	vma_bytes -= sizeof(*vma);
-	free(vma);
-#else
-	vma->vm_prev = vma_free_list;
-	vma_free_list = vma;
-#endif
+	slab_free(&vma_slab, vma);
 }
 
-/* ---- the address-ordered tree, augmented by the largest gap ---- */
+/* ---- the address-ordered index ---- */
 
-static inline struct vm_area_struct *rb_vma(const struct rb_node *n)
+/* Adds vma (fields set, not overlapping anything) to mm and the rmap. */
+static void vma_link(struct mm_struct *mm, struct vm_area_struct *vma)
 {
-	return rb_entry_safe(n, struct vm_area_struct, vm_rb);
-}
-
-/* Free bytes between vma and the VMA (or arena start) below it. */
-static inline unsigned long vma_gap(const struct vm_area_struct *vma)
-{
-	unsigned long below = vma->vm_prev ? vma->vm_prev->vm_end
-					   : vma->vm_mm->mmap_base;
-
-	return vma->vm_start - below;
-}
-
-static unsigned long vma_compute_subtree_gap(const struct vm_area_struct *vma)
-{
-	unsigned long gap = vma_gap(vma);
-
-	if (vma->vm_rb.left && rb_vma(vma->vm_rb.left)->rb_subtree_gap > gap)
-		gap = rb_vma(vma->vm_rb.left)->rb_subtree_gap;
-	if (vma->vm_rb.right && rb_vma(vma->vm_rb.right)->rb_subtree_gap > gap)
-		gap = rb_vma(vma->vm_rb.right)->rb_subtree_gap;
-	return gap;
-}
-
-static bool vma_gap_recompute(struct rb_node *n)
-{
-	struct vm_area_struct *vma = rb_vma(n);
-	unsigned long gap = vma_compute_subtree_gap(vma);
-
-	if (vma->rb_subtree_gap == gap)
-		return false;
-	vma->rb_subtree_gap = gap;
-	return true;
-}
-
-/* The gap below vma changed (its start, or its lower neighbour's end). */
-static inline void vma_gap_update(struct vm_area_struct *vma)
-{
-	if (vma)
-		rb_propagate(&vma->vm_rb, vma_gap_recompute);
-}
-
-/*
- * Links vma into mm at a slot found by the caller, then the rmap, where
- * rmap_hint (if not NULL) is likely to sort just before it.
- */
-static void vma_link_at(struct mm_struct *mm, struct vm_area_struct *vma,
-			struct vm_area_struct *prev, struct rb_node *parent,
-			struct rb_node **link, struct vm_area_struct *rmap_hint)
-{
-	struct vm_area_struct *next;
-
 	vma->vm_mm = mm;
-	vma->vm_prev = prev;
-	vma->rb_subtree_gap = 0;
-	rb_link_node(&vma->vm_rb, parent, link);
-	rb_insert(&vma->vm_rb, &mm->mm_rb, vma_gap_recompute);
-	next = vma_next(vma);
-	if (next) {
-		next->vm_prev = vma;
-		vma_gap_update(next);
-	}
-	if (vma->vm_file && rmap_hint && rmap_hint->vm_file == vma->vm_file)
-		vma_interval_tree_insert_after(vma, rmap_hint, vma->vm_file);
-	else if (vma->vm_file)
+	vma_index_insert(&mm->mm_index, vma);
+	if (vma->vm_file)
 		vma_interval_tree_insert(vma, vma->vm_file);
 	mm->map_count++;
 	mm->total_vm += vma_pages(vma);
 }
 
-/* Adds vma (fields set, not overlapping anything) to mm and the rmap. */
-static void vma_link(struct mm_struct *mm, struct vm_area_struct *vma)
-{
-	struct rb_node **link = &mm->mm_rb.node, *parent = NULL;
-	struct vm_area_struct *prev = NULL;
-
-	while (*link) {
-		struct vm_area_struct *cur = rb_vma(*link);
-
-		parent = *link;
-		if (vma->vm_start < cur->vm_start) {
-			link = &parent->left;
-		} else {
-			prev = cur;
-			link = &parent->right;
-		}
-	}
-	vma_link_at(mm, vma, prev, parent, link, NULL);
-}
-
-/*
- * Adds vma right after prev, its neighbour below: the in-order successor
- * slot is the leftmost one under prev's right child, so no walk from the
- * root is needed.
- */
-static void vma_link_after(struct mm_struct *mm, struct vm_area_struct *prev,
-			   struct vm_area_struct *vma)
-{
-	struct rb_node *parent = &prev->vm_rb, **link = &parent->right;
-
-	while (*link) {
-		parent = *link;
-		link = &parent->left;
-	}
-	vma_link_at(mm, vma, prev, parent, link, prev);
-}
-
 /* Removes vma from mm and the rmap; the caller closes and frees it. */
 static void vma_unlink(struct mm_struct *mm, struct vm_area_struct *vma)
 {
-	struct vm_area_struct *next = vma_next(vma);
-
 	if (vma->vm_file)
 		vma_interval_tree_remove(vma, vma->vm_file);
-	rb_erase(&vma->vm_rb, &mm->mm_rb, vma_gap_recompute);
-	if (next) {
-		next->vm_prev = vma->vm_prev;
-		vma_gap_update(next);
-	}
+	vma_index_erase(&mm->mm_index, vma);
 	if (mm->mmap_cache == vma)
 		mm->mmap_cache = NULL;
 	mm->map_count--;
@@ -236,44 +80,25 @@ static void vma_unlink(struct mm_struct *mm, struct vm_area_struct *vma)
 
 /*
  * Gives a linked VMA new bounds and offset. The new range may only cover
- * space that is free or was its own, so the tree order holds.
+ * space that is free or was its own, so the index order holds.
  */
 static void vma_adjust(struct vm_area_struct *vma, unsigned long start,
 		       unsigned long end, unsigned long pgoff)
 {
 	struct mm_struct *mm = vma->vm_mm;
-	bool start_moved = start != vma->vm_start;
-	bool end_moved = end != vma->vm_end;
+
+	unsigned long old_last = vma->vm_pgoff + vma_pages(vma) - 1;
+	bool moved = pgoff != vma->vm_pgoff;
 
 	mm->total_vm -= vma_pages(vma);
-	vma->vm_start = start;
-	vma->vm_end = end;
+	vma_index_set_bounds(&mm->mm_index, vma, start, end);
 	vma->vm_pgoff = pgoff;
 	mm->total_vm += vma_pages(vma);
-	if (vma->vm_file)
+	if (vma->vm_file && moved)
 		vma_interval_tree_update(vma, vma->vm_file);
-	if (start_moved)
-		vma_gap_update(vma);
-	if (end_moved)
-		vma_gap_update(vma_next(vma));
+	else if (vma->vm_file)
+		vma_interval_tree_resize(vma, old_last);
 }
-
-/*
- * Moves vma's end where the caller at once puts or takes away a VMA that
- * covers exactly the difference (a split, a merge): the free gap above is
- * the same afterwards, so it is not recomputed on the way.
- */
-static void vma_set_end(struct vm_area_struct *vma, unsigned long end)
-{
-	struct mm_struct *mm = vma->vm_mm;
-
-	mm->total_vm -= vma_pages(vma);
-	vma->vm_end = end;
-	mm->total_vm += vma_pages(vma);
-	if (vma->vm_file)
-		vma_interval_tree_update(vma, vma->vm_file);
-}
-
 static inline void vma_open(struct vm_area_struct *vma)
 {
 	if (vma->vm_ops && vma->vm_ops->open)
@@ -315,13 +140,30 @@ static bool vma_can_merge(const struct vm_area_struct *a,
 	return !a->vm_file || a->vm_pgoff + vma_pages(a) == b->vm_pgoff;
 }
 
-/* a absorbs b, its upper neighbour; b is closed and freed. */
+/*
+ * a grows up to b's end, over b and any hole between them (the caller maps
+ * it); b is closed and freed.
+ */
 static void vma_merge_pair(struct mm_struct *mm, struct vm_area_struct *a,
 			   struct vm_area_struct *b)
 {
-	/* a covers b's space before b goes, so no gap opens on the way. */
-	vma_set_end(a, b->vm_end);
-	vma_remove(mm, b);
+	unsigned long old_last = a->vm_pgoff + vma_pages(a) - 1;
+
+	mm->total_vm += (b->vm_start - a->vm_end) >> PAGE_SHIFT;
+	vma_index_absorb(&mm->mm_index, a, b);
+	/*
+	 * a takes b's last page before b leaves the rmap, so that the
+	 * largest-last values above them hold on the way and stop climbing.
+	 */
+	if (a->vm_file) {
+		vma_interval_tree_resize(a, old_last);
+		vma_interval_tree_remove(b, b->vm_file);
+	}
+	if (mm->mmap_cache == b)
+		mm->mmap_cache = NULL;
+	mm->map_count--;
+	vma_close(b);
+	vma_free(b);
 }
 
 /*
@@ -355,24 +197,34 @@ static struct vm_area_struct *vma_split(struct mm_struct *mm,
 					unsigned long addr,
 					struct vm_area_struct *spare)
 {
+	unsigned long old_last = vma->vm_pgoff + vma_pages(vma) - 1;
+
 	*spare = *vma;
 	spare->vm_start = addr;
 	if (vma->vm_file)
 		spare->vm_pgoff = vma_pgoff_at(vma, addr);
-	/* The spare fills what vma gives up: no gap opens on the way. */
-	vma_set_end(vma, addr);
-	vma_link_after(mm, vma, spare);
+	/* The spare fills what vma gives up: total_vm stays. */
+	vma_index_split(&mm->mm_index, vma, spare);
+	if (vma->vm_file) {
+		/* The spare first: it keeps vma's old last page in the tree. */
+		vma_interval_tree_insert_after(spare, vma, vma->vm_file);
+		vma_interval_tree_resize(vma, old_last);
+	}
+	mm->map_count++;
 	vma_open(spare);
 	return spare;
 }
 
-/* A small reserve of VMAs taken before an operation starts changing things. */
+/*
+ * A small reserve of VMAs taken before an operation starts changing things,
+ * with the index nodes that linking each of them may need.
+ */
 struct vma_reserve {
 	struct vm_area_struct *v[5];
 	int n;
 };
 
-static int vma_reserve_fill(struct vma_reserve *r, int n)
+static int vma_reserve_fill(struct mm_struct *mm, struct vma_reserve *r, int n)
 {
 	r->n = 0;
 	while (r->n < n) {
@@ -381,7 +233,7 @@ static int vma_reserve_fill(struct vma_reserve *r, int n)
 			return -ENOMEM;
 		r->n++;
 	}
-	return 0;
+	return vma_index_reserve(&mm->mm_index, n) ? -ENOMEM : 0;
 }
 
 static struct vm_area_struct *vma_reserve_take(struct vma_reserve *r)
@@ -410,39 +262,40 @@ void mm_init(struct mm_struct *mm, unsigned long mmap_base,
 	memset(mm, 0, sizeof(*mm));
 	mm->mmap_base = mmap_base & PAGE_MASK;
 	mm->task_size = task_size & PAGE_MASK;
+	vma_index_init(&mm->mm_index, mm->mmap_base);
 }
 
 struct vm_area_struct *find_vma(struct mm_struct *mm, unsigned long addr)
 {
-	struct vm_area_struct *vma = mm->mmap_cache, *found = NULL;
-	struct rb_node *n;
+	struct vm_area_struct *vma = mm->mmap_cache;
 
 	if (vma && vma->vm_start <= addr && addr < vma->vm_end)
 		return vma;
-	n = mm->mm_rb.node;
-	while (n) {
-		vma = rb_vma(n);
-		if (addr < vma->vm_end) {
-			found = vma;
-			if (vma->vm_start <= addr)
-				break;
-			n = n->left;
-		} else {
-			n = n->right;
-		}
-	}
-	if (found)
-		mm->mmap_cache = found;
-	return found;
+	vma = vma_index_find(&mm->mm_index, addr, NULL);
+	if (vma)
+		mm->mmap_cache = vma;
+	return vma;
 }
 
 struct vm_area_struct *find_vma_prev(struct mm_struct *mm, unsigned long addr,
 				     struct vm_area_struct **pprev)
 {
-	struct vm_area_struct *vma = find_vma(mm, addr);
+	struct vm_area_struct *vma = mm->mmap_cache;
 
-	*pprev = vma ? vma->vm_prev : mm_last_vma(mm);
+	/* After a hit the index's hint is usually vma's leaf: prev is there. */
+	if (vma && vma->vm_start <= addr && addr < vma->vm_end) {
+		*pprev = vma_index_prev(&mm->mm_index, vma);
+		return vma;
+	}
+	vma = vma_index_find(&mm->mm_index, addr, pprev);
+	if (vma)
+		mm->mmap_cache = vma;
 	return vma;
+}
+
+struct vm_area_struct *vma_prev(const struct vm_area_struct *vma)
+{
+	return vma_index_prev(&vma->vm_mm->mm_index, vma);
 }
 
 struct vm_area_struct *find_vma_intersection(struct mm_struct *mm,
@@ -468,32 +321,12 @@ static long unmapped_area_topdown(struct mm_struct *mm, unsigned long len)
 {
 	struct vm_area_struct *last = mm_last_vma(mm), *vma;
 	unsigned long top = last ? last->vm_end : mm->mmap_base;
-	struct rb_node *n;
 
 	if (mm->task_size - top >= len)
 		return (long)(mm->task_size - len);
-	n = mm->mm_rb.node;
-	if (!n || rb_vma(n)->rb_subtree_gap < len)
-		return -ENOMEM;
-	/*
-	 * Descend towards the highest gap that fits: right subtree first, then
-	 * the gap below this VMA, then the left subtree. The augmentation says
-	 * which of the three holds one, so this is one path down.
-	 */
-	for (;;) {
-		vma = rb_vma(n);
-		if (n->right && rb_vma(n->right)->rb_subtree_gap >= len) {
-			n = n->right;
-			continue;
-		}
-		if (vma_gap(vma) >= len)
-			return (long)(vma->vm_start - len);
-		if (n->left && rb_vma(n->left)->rb_subtree_gap >= len) {
-			n = n->left;
-			continue;
-		}
-		abort(); /* the augmentation promised a gap: corrupt tree */
-	}
+	/* The index's gap counts lead down one path to the highest fit. */
+	vma = vma_index_gap_above(&mm->mm_index, len);
+	return vma ? (long)(vma->vm_start - len) : -ENOMEM;
 }
 
 long get_unmapped_area(struct mm_struct *mm, unsigned long addr,
@@ -573,13 +406,23 @@ static void munmap_range(struct mm_struct *mm, const struct range_scan *rs,
 {
 	struct vm_area_struct *prev = rs->prev, *vma = rs->first, *next;
 
+	/*
+	 * A VMA sticking out at an edge is cut back rather than split and
+	 * half removed: no VMA to allocate, link and free again. Only one
+	 * sticking out at both edges is split, at end.
+	 */
 	if (vma && vma->vm_start < start && vma->vm_start < end) {
-		prev = vma;
-		vma = vma_split(mm, vma, start, vma_reserve_take(r));
-	}
-	while (vma && vma->vm_start < end) {
 		if (vma->vm_end > end)
 			vma_split(mm, vma, end, vma_reserve_take(r));
+		prev = vma;
+		vma = vma_next(vma);
+		vma_adjust(prev, prev->vm_start, start, prev->vm_pgoff);
+	}
+	while (vma && vma->vm_start < end) {
+		if (vma->vm_end > end) {
+			vma_adjust(vma, end, vma->vm_end, vma_pgoff_at(vma, end));
+			break;
+		}
 		next = vma_next(vma);
 		vma_remove(mm, vma);
 		vma = next;
@@ -605,7 +448,7 @@ int do_munmap(struct mm_struct *mm, unsigned long start, unsigned long len)
 	range_scan(mm, start, end, &rs);
 	if (!map_count_allows(mm, rs.middle))
 		return -ENOMEM;
-	if (vma_reserve_fill(&r, rs.splits)) {
+	if (vma_reserve_fill(mm, &r, rs.splits)) {
 		vma_reserve_release(&r);
 		return -ENOMEM;
 	}
@@ -649,9 +492,7 @@ mmap_region(struct mm_struct *mm, const struct range_scan *rs,
 		     (!file || pgoff + (len >> PAGE_SHIFT) == next->vm_pgoff);
 
 	if (merge_prev && merge_next) {
-		/* The hole between them was next's gap, and goes with it. */
-		vma_set_end(prev, next->vm_end);
-		vma_remove(mm, next);
+		vma_merge_pair(mm, prev, next);
 		return prev;
 	}
 	if (merge_prev) {
@@ -789,7 +630,7 @@ long do_mmap(struct mm_struct *mm, const struct mmap_req *req,
 			     req->ops) > mm->max_map_count)
 		return -ENOMEM;
 	range_scan(mm, addr, addr + len, &rs);
-	if (vma_reserve_fill(&r, 1 + rs.splits)) {
+	if (vma_reserve_fill(mm, &r, 1 + rs.splits)) {
 		vma_reserve_release(&r);
 		return -ENOMEM;
 	}
@@ -806,15 +647,17 @@ long do_mmap(struct mm_struct *mm, const struct mmap_req *req,
 /*
  * Sets vm_flags = (vm_flags & ~clear) | set on every VMA in [start, end),
  * which must be mapped whole. Splits only VMAs whose flags change, then
- * merges across the touched boundaries. r holds two VMAs for the edges.
+ * merges across the touched boundaries. rs is the range's scan taken just
+ * before; r holds two VMAs for the edges.
  */
-static void vma_modify_flags(struct mm_struct *mm, unsigned long start,
-			     unsigned long end, unsigned int clear,
-			     unsigned int set, struct vma_reserve *r)
+static void vma_modify_flags(struct mm_struct *mm, const struct range_scan *rs,
+			     unsigned long start, unsigned long end,
+			     unsigned int clear, unsigned int set,
+			     struct vma_reserve *r)
 {
-	struct vm_area_struct *vma = find_vma(mm, start), *below;
+	struct vm_area_struct *vma = rs->first;
+	struct vm_area_struct *below = vma ? rs->prev : NULL;
 
-	below = vma ? vma->vm_prev : NULL;
 	while (vma && vma->vm_start < end) {
 		unsigned int flags = (vma->vm_flags & ~clear) | set;
 
@@ -883,11 +726,11 @@ int do_mprotect(struct mm_struct *mm, unsigned long start, unsigned long len,
 		return -ENOMEM;
 	if (!map_count_allows(mm, splits))
 		return -ENOMEM;
-	if (vma_reserve_fill(&r, splits)) {
+	if (vma_reserve_fill(mm, &r, splits)) {
 		vma_reserve_release(&r);
 		return -ENOMEM;
 	}
-	vma_modify_flags(mm, start, end, VM_ACCESS_FLAGS, newbits, &r);
+	vma_modify_flags(mm, &rs, start, end, VM_ACCESS_FLAGS, newbits, &r);
 	vma_reserve_release(&r);
 	return 0;
 }
@@ -979,11 +822,12 @@ int do_madvise(struct mm_struct *mm, unsigned long start, unsigned long len,
 
 			range_scan(mm, pos, piece_end, &rs);
 			if (!map_count_allows(mm, rs.splits) ||
-			    vma_reserve_fill(&r, rs.splits)) {
+			    vma_reserve_fill(mm, &r, rs.splits)) {
 				vma_reserve_release(&r);
 				return -ENOMEM;
 			}
-			vma_modify_flags(mm, pos, piece_end, clear, set, &r);
+			vma_modify_flags(mm, &rs, pos, piece_end, clear, set,
+					 &r);
 			vma_reserve_release(&r);
 		}
 		pos = piece_end;
@@ -1017,7 +861,7 @@ static long move_vma(struct mm_struct *mm, struct vm_area_struct *vma,
 	delta = 1 + dst.middle + (dontunmap ? 0 : src.middle);
 	if (!map_count_allows(mm, delta))
 		return -ENOMEM;
-	if (vma_reserve_fill(&r, 5)) {
+	if (vma_reserve_fill(mm, &r, 5)) {
 		vma_reserve_release(&r);
 		return -ENOMEM;
 	}
@@ -1123,7 +967,8 @@ int dup_mmap(struct mm_struct *child, struct mm_struct *parent)
 		if (vma->vm_flags & VM_DONTCOPY)
 			continue;
 		copy = vma_alloc();
-		if (!copy) {
+		if (!copy || vma_index_reserve(&child->mm_index, 1)) {
+			vma_free(copy);
 			exit_mmap(child);
 			return -ENOMEM;
 		}
@@ -1140,34 +985,17 @@ int dup_mmap(struct mm_struct *child, struct mm_struct *parent)
 
 void exit_mmap(struct mm_struct *mm)
 {
-	struct vm_area_struct *vma;
-	struct rb_node *n, *p;
+	struct vm_area_struct *vma, *next;
 
-	for_each_vma(mm, vma) {
+	/* The index goes as a whole: nothing is unlinked one by one. */
+	for (vma = mm_first_vma(mm); vma; vma = next) {
+		next = vma->vm_next;
 		if (vma->vm_file)
 			vma_interval_tree_remove(vma, vma->vm_file);
 		vma_close(vma);
+		vma_free(vma);
 	}
-	/* Free bottom-up without rebalancing: the tree is going away. */
-	n = mm->mm_rb.node;
-	while (n) {
-		if (n->left) {
-			n = n->left;
-		} else if (n->right) {
-			n = n->right;
-		} else {
-			p = rb_parent(n);
-			if (p) {
-				if (p->left == n)
-					p->left = NULL;
-				else
-					p->right = NULL;
-			}
-			vma_free(rb_vma(n));
-			n = p;
-		}
-	}
-	mm->mm_rb.node = NULL;
+	vma_index_destroy(&mm->mm_index);
 	mm->mmap_cache = NULL;
 	mm->map_count = 0;
 	mm->total_vm = 0;
@@ -1201,42 +1029,16 @@ int vma_format_maps(const struct vm_area_struct *vma, const char *path,
 
 /* ---- validation ---- */
 
-static int validate_subtree_gaps(struct rb_node *n, unsigned long *gap)
-{
-	unsigned long l = 0, r = 0, own;
-	struct vm_area_struct *vma;
-
-	if (!n) {
-		*gap = 0;
-		return 0;
-	}
-	if (validate_subtree_gaps(n->left, &l) ||
-	    validate_subtree_gaps(n->right, &r))
-		return -1;
-	vma = rb_vma(n);
-	own = vma_gap(vma);
-	*gap = own > l ? own : l;
-	*gap = *gap > r ? *gap : r;
-	if (vma->rb_subtree_gap != *gap) {
-		fprintf(stderr,
-			"vma %#lx-%#lx: subtree gap %#lx, should be %#lx\n",
-			vma->vm_start, vma->vm_end, vma->rb_subtree_gap, *gap);
-		return -1;
-	}
-	return 0;
-}
-
 int validate_mm(struct mm_struct *mm)
 {
 	struct vm_area_struct *vma, *prev = NULL, *cached = mm->mmap_cache;
-	unsigned long pages = 0, gap;
+	unsigned long pages = 0;
 	bool cache_found = cached == NULL;
 	int count = 0;
 
-	if (rb_validate(&mm->mm_rb) < 0) {
-		fprintf(stderr, "mm: red-black properties broken\n");
+	/* First, so that the walk below follows a list known to end. */
+	if (vma_index_validate(&mm->mm_index, mm->map_count) < 0)
 		return -1;
-	}
 	for_each_vma(mm, vma) {
 		if (vma->vm_start >= vma->vm_end ||
 		    !PAGE_ALIGNED(vma->vm_start) || !PAGE_ALIGNED(vma->vm_end)) {
@@ -1250,7 +1052,7 @@ int validate_mm(struct mm_struct *mm)
 				vma->vm_start, vma->vm_end);
 			return -1;
 		}
-		if (vma->vm_mm != mm || vma->vm_prev != prev) {
+		if (vma->vm_mm != mm || vma_prev(vma) != prev) {
 			fprintf(stderr, "vma %#lx-%#lx: bad mm or prev link\n",
 				vma->vm_start, vma->vm_end);
 			return -1;
@@ -1287,5 +1089,5 @@ int validate_mm(struct mm_struct *mm)
 			count, pages, mm->map_count, mm->total_vm);
 		return -1;
 	}
-	return validate_subtree_gaps(mm->mm_rb.node, &gap);
+	return 0;
 }

@@ -8,7 +8,8 @@
  * model's canonical form (maximal runs of pages that could be one VMA), the
  * reverse map must answer range queries as the model does, every validator
  * must pass and open/close must balance. Errors must be the ones the model
- * predicts, and a failed call must change nothing.
+ * predicts, and a failed call must change nothing. A second test drives one
+ * mm to tens of thousands of VMAs, so that the index is deep (see below).
  *
  * Fixed seeds by default. To replay or dig deeper:
  *   UPAGED_SEED=N [UPAGED_ITERATIONS=M] build/tests/test_vma_random
@@ -881,31 +882,265 @@ static void test_random_seed(void **state)
 	run_seed(*(const uint64_t *)*state, iterations());
 }
 
+/* ---- the index at depth ---- */
+
+/*
+ * The tests above keep an mm small. Here one mm holds tens of thousands of
+ * VMAs, so that the index's leaves and inner nodes split and merge and its
+ * root grows and shrinks: 65 536 pages of anonymous memory in three
+ * protections, against a model of each page's protection alone (the
+ * canonical VMAs are then its maximal runs of equal pages). Random fixed
+ * maps, unmaps, mprotects, top-down placements and lookups; lookups and
+ * placements are checked at once, the whole list and validate_mm() every
+ * few hundred steps; a last phase unmaps everything, down to an empty
+ * index.
+ */
+#define DEEP_PAGES 65536L
+#define DEEP_UNMAPPED (-1)
+#define DEEP_CHECK_EVERY 500
+#define DEEP_STEPS_PER_ITERATION 6
+
+static const int deep_prots[] = {
+	PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE,
+};
+#define DEEP_NPROTS 3
+
+static struct mm_struct deep_mm;
+static signed char deep_model[DEEP_PAGES]; /* deep_prots[] index, or
+					      DEEP_UNMAPPED */
+
+static long deep_map(long first, long n, int p)
+{
+	struct mmap_req req = {
+		.addr = PG(first),
+		.len = (unsigned long)n * PAGE_SIZE,
+		.prot = deep_prots[p],
+		.flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+	};
+
+	return do_mmap(&deep_mm, &req, NULL);
+}
+
+static void deep_set(long first, long n, int v)
+{
+	memset(&deep_model[first], v, (size_t)n);
+}
+
+/* The run of equal pages around page i: [*lo, *hi). */
+static void deep_run(long i, long *lo, long *hi)
+{
+	*lo = i;
+	while (*lo > 0 && deep_model[*lo - 1] == deep_model[i])
+		(*lo)--;
+	*hi = i + 1;
+	while (*hi < DEEP_PAGES && deep_model[*hi] == deep_model[i])
+		(*hi)++;
+}
+
+/* Every VMA, in order, against the model's runs. */
+static void deep_check(void)
+{
+	struct vm_area_struct *vma = mm_first_vma(&deep_mm);
+	long i = 0, lo, hi, count = 0;
+
+	assert_int_equal(validate_mm(&deep_mm), 0);
+	while (i < DEEP_PAGES) {
+		if (deep_model[i] == DEEP_UNMAPPED) {
+			i++;
+			continue;
+		}
+		deep_run(i, &lo, &hi);
+		assert_non_null(vma);
+		assert_int_equal(vma->vm_start, PG(lo));
+		assert_int_equal(vma->vm_end, PG(hi));
+		assert_int_equal(vma->vm_flags & VM_ACCESS_FLAGS,
+				 (deep_prots[deep_model[i]] & PROT_READ ? VM_READ : 0) |
+				 (deep_prots[deep_model[i]] & PROT_WRITE ? VM_WRITE : 0));
+		vma = vma_next(vma);
+		count++;
+		i = hi;
+	}
+	assert_null(vma);
+	assert_int_equal(deep_mm.map_count, count);
+}
+
+/* find_vma at a random page (and just outside the arena's ends). */
+static void deep_lookup(void)
+{
+	long i = (long)rnd(DEEP_PAGES + 1) - 1, j, lo, hi;
+	unsigned long addr = i < 0 ? BASE - PAGE_SIZE : PG(i) + PAGE_SIZE / 2;
+	struct vm_area_struct *vma = find_vma(&deep_mm, addr), *prev;
+
+	for (j = i < 0 ? 0 : i; j < DEEP_PAGES && deep_model[j] == DEEP_UNMAPPED; j++)
+		;
+	if (j == DEEP_PAGES) {
+		assert_null(vma);
+		return;
+	}
+	deep_run(j, &lo, &hi);
+	assert_non_null(vma);
+	assert_int_equal(vma->vm_start, PG(lo));
+	assert_int_equal(vma->vm_end, PG(hi));
+	assert_ptr_equal(find_vma_prev(&deep_mm, addr, &prev), vma);
+	assert_ptr_equal(prev, vma_prev(vma));
+	for (j = lo - 1; j >= 0 && deep_model[j] == DEEP_UNMAPPED; j--)
+		;
+	if (j < 0)
+		assert_null(prev);
+	else
+		assert_int_equal(prev->vm_end, PG(j + 1));
+}
+
+/* A top-down placement must take the highest free run that fits. */
+static void deep_placement(void)
+{
+	long n = 1 + (long)rnd(rnd(4) ? 8 : 256), i, free_run = 0, want = -1;
+	struct mmap_req req = {
+		.len = (unsigned long)n * PAGE_SIZE,
+		.prot = PROT_READ,
+		.flags = MAP_PRIVATE | MAP_ANONYMOUS,
+	};
+	long addr;
+
+	for (i = DEEP_PAGES - 1; i >= 0 && want < 0; i--) {
+		free_run = deep_model[i] == DEEP_UNMAPPED ? free_run + 1 : 0;
+		if (free_run == n)
+			want = i;
+	}
+	/* Above the last VMA comes first: its run ends at the arena's top. */
+	addr = do_mmap(&deep_mm, &req, NULL);
+	if (want < 0) {
+		assert_int_equal(addr, -ENOMEM);
+		return;
+	}
+	for (i = DEEP_PAGES - 1; i >= 0 && deep_model[i] == DEEP_UNMAPPED; i--)
+		;
+	if (DEEP_PAGES - 1 - i >= n)
+		want = DEEP_PAGES - n;
+	assert_int_equal(addr, (long)PG(want));
+	deep_set(want, n, 1);
+}
+
+static void deep_step(void)
+{
+	long op = (long)rnd(100), first = (long)rnd(DEEP_PAGES);
+	long n = 1 + (long)rnd(8), i;
+	int p = (int)rnd(DEEP_NPROTS);
+	bool mapped = true;
+
+	if (first + n > DEEP_PAGES)
+		n = DEEP_PAGES - first;
+	if (op < 40) {
+		assert_int_equal(deep_map(first, n, p), (long)PG(first));
+		deep_set(first, n, p);
+	} else if (op < 60) {
+		assert_int_equal(do_munmap(&deep_mm, PG(first), n * PAGE_SIZE), 0);
+		deep_set(first, n, DEEP_UNMAPPED);
+	} else if (op < 80) {
+		for (i = first; i < first + n; i++)
+			mapped &= deep_model[i] != DEEP_UNMAPPED;
+		assert_int_equal(do_mprotect(&deep_mm, PG(first), n * PAGE_SIZE,
+					     deep_prots[p]),
+				 mapped ? 0 : -ENOMEM);
+		if (mapped)
+			deep_set(first, n, p);
+	} else if (op < 82) {
+		deep_placement();
+	} else {
+		deep_lookup();
+	}
+}
+
+static void deep_run_seed(uint64_t seed)
+{
+	long i, k, order_n = DEEP_PAGES / 16, *order;
+	int max_height = 0;
+
+	rng_seed(seed);
+	mm_init(&deep_mm, BASE, PG(DEEP_PAGES));
+	memset(deep_model, DEEP_UNMAPPED, sizeof(deep_model));
+	/* Dense first: short runs in random protections, many VMAs. */
+	for (i = 0; i < DEEP_PAGES; i += 1 + (long)rnd(3)) {
+		long n = 1 + (long)rnd(2);
+		int p = (int)rnd(DEEP_NPROTS);
+
+		if (i + n > DEEP_PAGES)
+			n = DEEP_PAGES - i;
+		assert_int_equal(deep_map(i, n, p), (long)PG(i));
+		deep_set(i, n, p);
+	}
+	deep_check();
+	for (k = 0; k < DEEP_STEPS_PER_ITERATION * iterations(); k++) {
+		deep_step();
+		if (deep_mm.mm_index.height > max_height)
+			max_height = deep_mm.mm_index.height;
+		if (k % DEEP_CHECK_EVERY == 0)
+			deep_check();
+	}
+	deep_check();
+	printf("seed %" PRIu64 ": %d VMAs at the end, index %d inner levels "
+	       "at most\n", seed, deep_mm.map_count, max_height);
+	assert_true(max_height >= 3);
+
+	/* Tear down in 4 096 random 16-page pieces: the index shrinks away. */
+	order = malloc(order_n * sizeof(*order));
+	assert_non_null(order);
+	for (i = 0; i < order_n; i++)
+		order[i] = i;
+	for (i = order_n - 1; i > 0; i--) {
+		long j = (long)rnd((unsigned long)i + 1), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	for (i = 0; i < order_n; i++) {
+		assert_int_equal(do_munmap(&deep_mm, PG(order[i] * 16),
+					   16 * PAGE_SIZE), 0);
+		deep_set(order[i] * 16, 16, DEEP_UNMAPPED);
+		if (i % 256 == 0)
+			deep_check();
+	}
+	free(order);
+	deep_check();
+	assert_int_equal(deep_mm.map_count, 0);
+	assert_null(deep_mm.mm_index.root);
+	exit_mmap(&deep_mm);
+}
+
+static void test_deep_seed(void **state)
+{
+	deep_run_seed(*(const uint64_t *)*state);
+}
+
 static uint64_t seeds[] = { 1, 2, 3, 42, 1234, 0xdeadbeef, 20240601,
 			    987654321 };
 #define NSEEDS (sizeof(seeds) / sizeof(seeds[0]))
+#define NDEEP 3 /* the first seeds drive the depth test too */
 
 int main(void)
 {
-	static char names[NSEEDS][48];
-	struct CMUnitTest tests[NSEEDS];
+	static char names[NSEEDS + NDEEP][48];
+	struct CMUnitTest tests[NSEEDS + NDEEP];
 	const char *env = getenv("UPAGED_SEED");
-	size_t n = NSEEDS;
+	size_t n = NSEEDS, deep = NDEEP, i;
 
 	if (env) {
 		seeds[0] = strtoull(env, NULL, 0);
-		n = 1;
+		n = deep = 1;
 	}
-	for (size_t i = 0; i < n; i++) {
-		snprintf(names[i], sizeof(names[i]), "random_ops_seed_%" PRIu64,
-			 seeds[i]);
+	for (i = 0; i < n + deep; i++) {
+		bool is_deep = i >= n;
+		const uint64_t *seed = &seeds[is_deep ? i - n : i];
+
+		snprintf(names[i], sizeof(names[i]), "%s_seed_%" PRIu64,
+			 is_deep ? "index_depth" : "random_ops", *seed);
 		tests[i] = (struct CMUnitTest){
 			.name = names[i],
-			.test_func = test_random_seed,
-			.initial_state = &seeds[i],
+			.test_func = is_deep ? test_deep_seed : test_random_seed,
+			.initial_state = (void *)seed,
 		};
 	}
 	printf("%zu seed(s), %ld steps each\n", n, iterations());
-	return _cmocka_run_group_tests("test_vma_random", tests, n, NULL,
-				       NULL);
+	return _cmocka_run_group_tests("test_vma_random", tests, n + deep,
+				       NULL, NULL);
 }
