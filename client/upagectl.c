@@ -387,6 +387,16 @@ static void status_json(const struct upage_status_reply *s)
 	json_u64(",", "writeback_bytes", s->writeback_bytes);
 	json_u64(",", "evicted_pages", s->evicted_pages);
 	json_u64(",", "errors", s->io_errors);
+	printf("},\"budget\":{");
+	json_u64("", "max_resident_kb", s->budget_pages * 4);
+	json_u64(",", "low_kb", s->low_pages * 4);
+	json_u64(",", "resident_peak_kb", s->resident_peak_pages * 4);
+	json_u64(",", "evict_runs", s->evict_runs);
+	json_u64(",", "evicted_pages", s->evicted_pages);
+	json_u64(",", "writeback_pages", s->evict_writeback_pages);
+	json_u64(",", "kept_pages", s->evict_kept_pages);
+	json_u64(",", "refaults", s->refaults);
+	json_u64(",", "advised_pages", s->advised_pages);
 	printf("},\"fills\":{");
 	json_u64("", "pages", g->fill_pages);
 	json_u64(",", "calls", g->fill_calls);
@@ -440,6 +450,17 @@ static void status_text(const struct upage_status_reply *s)
 	printf("writeback  %" PRIu64 " writes (%" PRIu64 " bytes), %" PRIu64
 	       " pages evicted, %" PRIu64 " I/O errors\n", s->writeback_ios,
 	       s->writeback_bytes, s->evicted_pages, s->io_errors);
+	if (s->budget_pages)
+		printf("budget     %" PRIu64 " KB (low %" PRIu64 " KB), peak %"
+		       PRIu64 " KB resident, %" PRIu64 " runs, %" PRIu64
+		       " written first, %" PRIu64 " kept, %" PRIu64
+		       " refaults\n", s->budget_pages * 4, s->low_pages * 4,
+		       s->resident_peak_pages * 4, s->evict_runs,
+		       s->evict_writeback_pages, s->evict_kept_pages,
+		       s->refaults);
+	else
+		printf("budget     none, peak %" PRIu64 " KB resident\n",
+		       s->resident_peak_pages * 4);
 	printf("fills      %" PRIu64 " pages in %" PRIu64 " calls, %" PRIu64
 	       " wakes, %" PRIu64 " retried\n", g->fill_pages, g->fill_calls,
 	       g->wakes, g->fill_eagain);

@@ -5,9 +5,11 @@
  * File data never lands in the memfd through the daemon's mapping of it: a
  * page reached through a mapping exists, zero-filled, before the data is
  * copied in, and a client touching it then would see zeroes instead of
- * faulting. Reads go into a bounce buffer and are then written into the
- * memfd with write(2) semantics: the page cache page stays locked while it
- * is filled, so a client fault on it waits and then sees whole data.
+ * faulting (a read straight into the view would be seen half done). So
+ * data is written into the memfd with write(2) semantics, spliced from the
+ * file's cached pages or from a bounce buffer: the page cache page stays
+ * locked while it is filled, so a client fault on it waits and then sees
+ * whole data.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +58,22 @@ static void page_clear(uint64_t *map, unsigned long i)
 	map[i / 64] &= ~(1ULL << (i % 64));
 }
 
+/* Page i entered (in) or left the cache: every count follows. */
+static void backing_account(struct backing *b, unsigned long i, bool in)
+{
+	if (in) {
+		page_set(b->resident, i);
+		b->nr_resident++;
+		b->table->resident_pages++;
+	} else {
+		page_clear(b->resident, i);
+		b->nr_resident--;
+		b->table->resident_pages--;
+	}
+	if (b->table->resident_changed)
+		b->table->resident_changed(b, i, 1, in);
+}
+
 static unsigned long backing_hash(const struct backing_table *t,
 				  unsigned long dev, unsigned long ino)
 {
@@ -74,7 +92,6 @@ int backing_table_init(struct backing_table *t, struct io_ctx *io,
 		return -ENOMEM;
 	t->io = io;
 	t->ready = ready;
-	t->pipe[0] = t->pipe[1] = -1;
 	return 0;
 }
 
@@ -97,6 +114,7 @@ static void backing_destroy(struct backing *b)
 	free(b->resident);
 	free(b->reading);
 	free(b->dirty);
+	free(b->writing);
 	free(b);
 }
 
@@ -110,6 +128,8 @@ static void backing_free(struct backing *b)
 	*pp = b->hash_next;
 	t->count--;
 	t->resident_pages -= b->nr_resident;
+	if (t->object_gone)
+		t->object_gone(b);
 	backing_destroy(b);
 }
 
@@ -120,11 +140,13 @@ void backing_table_exit(struct backing_table *t)
 			backing_free(t->buckets[i]);
 	free(t->buckets);
 	t->buckets = NULL;
-	if (t->pipe[0] >= 0) {
-		close(t->pipe[0]);
-		close(t->pipe[1]);
-		t->pipe[0] = t->pipe[1] = -1;
+	while (t->bounces) {
+		void *next = *(void **)t->bounces;
+
+		free(t->bounces);
+		t->bounces = next;
 	}
+	t->nbounces = 0;
 }
 
 void backing_hold(struct backing *b)
@@ -183,9 +205,10 @@ static int backing_create(struct backing_table *t, int fd,
 	b->resident = calloc(words, sizeof(uint64_t));
 	b->reading = calloc(words, sizeof(uint64_t));
 	b->dirty = calloc(words, sizeof(uint64_t));
+	b->writing = calloc(reserve_pages ? reserve_pages : 1, 1);
 	b->view = MAP_FAILED;
 	err = -ENOMEM;
-	if (!b->resident || !b->reading || !b->dirty)
+	if (!b->resident || !b->reading || !b->dirty || !b->writing)
 		goto fail;
 	b->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	b->memfd = memfd_create("upaged-cache", MFD_CLOEXEC);
@@ -281,11 +304,8 @@ int backing_refresh_size(struct backing *b)
 	if (npages < b->npages) {
 		/* Truncated: pages past the end leave every mapper. */
 		for (i = npages; i < b->npages; i++) {
-			if (page_test(b->resident, i)) {
-				page_clear(b->resident, i);
-				b->nr_resident--;
-				b->table->resident_pages--;
-			}
+			if (page_test(b->resident, i))
+				backing_account(b, i, false);
 			if (page_test(b->dirty, i)) {
 				page_clear(b->dirty, i);
 				b->nr_dirty--;
@@ -311,29 +331,67 @@ int backing_refresh_size(struct backing *b)
 	return 0;
 }
 
-/* One read of a run of pages: file -> bounce buffer -> memfd. */
+/*
+ * One read of a run of pages into the memfd, by a copy thread: spliced from
+ * the file when the kernel's page cache holds the run, else read through
+ * io_uring into a bounce buffer first.
+ */
 struct backing_read_io {
 	struct backing *b;
 	unsigned long first;
 	unsigned long npages;
 	size_t bytes;         /* file bytes in the run */
-	void *bounce;
+	void *bounce;         /* NULL while spliced */
+	int src;              /* our own duplicate of the file while spliced */
+	bool urgent;          /* the faulting page's run: copied first */
 };
+
+/*
+ * Read buffers of the largest window's size are kept for the next reads:
+ * a new one costs a page fault and a cleared page per page.
+ */
+#define BOUNCE_BYTES (RA_MAX_PAGES * PAGE_SIZE)
+#define BOUNCES_KEPT 16
+
+static void *backing_bounce_get(struct backing_table *t, size_t len)
+{
+	void *p = len <= BOUNCE_BYTES ? t->bounces : NULL;
+
+	if (p) {
+		t->bounces = *(void **)p;
+		t->nbounces--;
+		return p;
+	}
+	if (len < BOUNCE_BYTES)
+		len = BOUNCE_BYTES;
+	return posix_memalign(&p, PAGE_SIZE, len) ? NULL : p;
+}
+
+static void backing_bounce_put(struct backing_table *t, void *p, size_t len)
+{
+	if (p && len <= BOUNCE_BYTES && t->nbounces < BOUNCES_KEPT) {
+		*(void **)p = t->bounces;
+		t->bounces = p;
+		t->nbounces++;
+	} else {
+		free(p);
+	}
+}
 
 static void backing_read_finish(struct backing_read_io *rio, int err)
 {
 	struct backing *b = rio->b;
 	unsigned long i;
 
+	/* The bitmaps cover the view's reservation: pages past a new end
+	   of the file are still ours to clear. */
 	for (i = rio->first; i < rio->first + rio->npages; i++) {
-		if (i >= b->npages || !page_test(b->reading, i))
+		if (!page_test(b->reading, i))
 			continue;
 		page_clear(b->reading, i);
-		if (!err && !page_test(b->resident, i)) {
-			page_set(b->resident, i);
-			b->nr_resident++;
-			b->table->resident_pages++;
-		}
+		b->table->reading_pages--;
+		if (!err && i < b->npages && !page_test(b->resident, i))
+			backing_account(b, i, true);
 	}
 	if (err)
 		b->stats.io_errors++;
@@ -341,14 +399,9 @@ static void backing_read_finish(struct backing_read_io *rio, int err)
 		b->stats.read_pages += rio->npages;
 	if (b->table->ready)
 		b->table->ready(b, rio->first, rio->npages, err);
-	free(rio->bounce);
+	backing_bounce_put(b->table, rio->bounce, rio->npages * PAGE_SIZE);
 	free(rio);
 	backing_put(b);
-}
-
-static void backing_fill_done(void *arg, ssize_t res)
-{
-	backing_read_finish(arg, res < 0 ? (int)res : 0);
 }
 
 /* Does the kernel's page cache hold all of [off, off + len) of the file? */
@@ -363,52 +416,6 @@ static bool backing_cached(struct backing *b, uint64_t off, size_t len)
 }
 
 /*
- * Moves [off, off + len) of the file into the memfd through a pipe: the
- * file's cached pages go in by reference, the memfd copies them once, with
- * write(2) semantics. Never waits on the pipe (non-blocking, drained each
- * round); a failure leaves the memfd pages that were written, which a read
- * then overwrites with the same data.
- */
-static int backing_splice(struct backing *b, uint64_t off, size_t len)
-{
-	struct backing_table *t = b->table;
-	loff_t in = (loff_t)off, out = (loff_t)off;
-	int err = 0;
-
-	if (t->pipe[0] < 0) {
-		if (pipe2(t->pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-			return -errno;
-		fcntl(t->pipe[1], F_SETPIPE_SZ, 1 << 20);
-	}
-	while (in < (loff_t)(off + len) && !err) {
-		ssize_t n = splice(b->fd, &in, t->pipe[1], NULL,
-				   off + len - (uint64_t)in, SPLICE_F_MOVE);
-
-		if (n <= 0) {
-			err = n < 0 ? -errno : -ENODATA;
-			break;
-		}
-		while (n > 0) {
-			ssize_t w = splice(t->pipe[0], NULL, b->memfd, &out,
-					   (size_t)n, SPLICE_F_MOVE);
-
-			if (w <= 0) {
-				err = w < 0 ? -errno : -EIO;
-				break;
-			}
-			n -= w;
-		}
-	}
-	if (err) {
-		/* The pipe may hold data now: the next one starts clean. */
-		close(t->pipe[0]);
-		close(t->pipe[1]);
-		t->pipe[0] = t->pipe[1] = -1;
-	}
-	return err;
-}
-
-/*
  * The test hook for the read-error path ($UPAGED_FAIL_READS_OF): no disk
  * here fails on demand, so reads of that one file are made to.
  */
@@ -416,6 +423,31 @@ static bool backing_fails_reads(const struct backing *b)
 {
 	return b->table->fail_reads_of && *b->table->fail_reads_of &&
 	       !strcmp(b->path, b->table->fail_reads_of);
+}
+
+static int backing_read_bounce(struct backing_read_io *rio);
+
+/* The copy into the memfd ended: the run is in, or failed. */
+static void backing_copy_done(void *arg, ssize_t res)
+{
+	struct backing_read_io *rio = arg;
+	struct backing *b = rio->b;
+
+	/* The file shrank while the copy ran, which grew the memfd again:
+	   pages past the end must raise SIGBUS. */
+	if (rio->first + rio->npages > b->npages &&
+	    ftruncate(b->memfd, (off_t)(b->npages * PAGE_SIZE)) < 0)
+		res = -errno;
+	if (!rio->bounce) {
+		close(rio->src);
+		rio->src = -1;
+		/* A file that cannot splice is read instead. A short splice
+		   is the file shrinking: pages left out of the memfd are
+		   read again when touched (file_fault checks). */
+		if (res < 0 && backing_read_bounce(rio) == 0)
+			return;
+	}
+	backing_read_finish(rio, res < 0 ? (int)res : 0);
 }
 
 static void backing_read_done(void *arg, ssize_t res)
@@ -443,30 +475,49 @@ static void backing_read_done(void *arg, ssize_t res)
 		len = 0;
 	else if (rio->first + rio->npages > b->npages)
 		len = (b->npages - rio->first) * PAGE_SIZE;
-	/*
-	 * Into the memfd now, from the loop: a memfd write is a copy that
-	 * never sleeps on a disk, and a second io_uring request would cost
-	 * the waiting client another submit, worker and completion.
-	 */
-	err = 0;
-	for (size_t done = 0; done < len && !err;) {
-		ssize_t n = pwrite(b->memfd, (char *)rio->bounce + done,
-				   len - done,
-				   (off_t)(rio->first * PAGE_SIZE + done));
-
-		if (n > 0)
-			done += (size_t)n;
-		else if (n == 0)
-			err = -EIO;
-		else if (errno != EINTR)
-			err = -errno;
-	}
-	backing_read_finish(rio, err);
+	/* Into the memfd with write(2) semantics, on a copy thread: the
+	   loop goes on serving faults meanwhile. */
+	err = len ? io_copy(b->table->io, -1, rio->bounce, b->memfd, len,
+			    (off_t)(rio->first * PAGE_SIZE),
+			    rio->urgent ? IO_COPY_URGENT : 0,
+			    backing_copy_done, rio)
+		  : 0;
+	if (!len || err)
+		backing_read_finish(rio, err);
 }
 
-/* Issues the read of [first, first + npages): all missing and not reading. */
+/* Reads rio's run from the file into a bounce buffer; 0 or -errno. */
+static int backing_read_bounce(struct backing_read_io *rio)
+{
+	struct backing *b = rio->b;
+	uint64_t off = (uint64_t)rio->first * PAGE_SIZE;
+	size_t len = rio->npages * PAGE_SIZE;
+	int err;
+
+	rio->bounce = backing_bounce_get(b->table, len);
+	if (!rio->bounce)
+		return -ENOMEM;
+	/* O_DIRECT reads whole pages: not for the file's partial last one,
+	   whose short read would continue at an unaligned offset. */
+	if (b->dfd >= 0 && off + len <= b->size)
+		err = io_read(b->table->io, b->dfd, rio->bounce, len,
+			      (off_t)off, backing_read_done, rio);
+	else
+		err = io_read(b->table->io, b->fd, rio->bounce, rio->bytes,
+			      (off_t)off, backing_read_done, rio);
+	if (err) {
+		backing_bounce_put(b->table, rio->bounce, len);
+		rio->bounce = NULL;
+	}
+	return err;
+}
+
+/*
+ * Issues the read of [first, first + npages): all missing and not reading.
+ * urgent: a client waits for the run, so its copy goes before readahead.
+ */
 static int backing_read_run(struct backing *b, unsigned long first,
-			    unsigned long npages)
+			    unsigned long npages, bool urgent)
 {
 	struct backing_read_io *rio = calloc(1, sizeof(*rio));
 	uint64_t off = (uint64_t)first * PAGE_SIZE;
@@ -478,36 +529,33 @@ static int backing_read_run(struct backing *b, unsigned long first,
 	rio->b = b;
 	rio->first = first;
 	rio->npages = npages;
+	rio->urgent = urgent;
+	rio->src = -1;
 	rio->bytes = npages * PAGE_SIZE;
 	if (off + rio->bytes > b->size)
 		rio->bytes = (size_t)(b->size - off);
-	/* Cached: into the memfd now; the ready report follows a no-op
-	   request, so that it comes from the loop as a read's would. */
-	if (!backing_fails_reads(b) && backing_cached(b, off, rio->bytes) &&
-	    backing_splice(b, off, rio->bytes) == 0 &&
-	    io_nop(b->table->io, backing_fill_done, rio) == 0)
-		goto issued;
-	if (posix_memalign(&rio->bounce, PAGE_SIZE, npages * PAGE_SIZE)) {
-		free(rio);
-		return -ENOMEM;
+	if (!backing_fails_reads(b) && backing_cached(b, off, rio->bytes)) {
+		/* Our own descriptor: the object's may be swapped for a
+		   writable one while the copy runs. */
+		rio->src = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);
+		if (rio->src >= 0 &&
+		    io_copy(b->table->io, rio->src, NULL, b->memfd, rio->bytes,
+			    (off_t)off, urgent ? IO_COPY_URGENT : 0,
+			    backing_copy_done, rio) == 0)
+			goto issued;
+		if (rio->src >= 0)
+			close(rio->src);
+		rio->src = -1;
 	}
-	/* O_DIRECT reads whole pages: not for the file's partial last one,
-	   whose short read would continue at an unaligned offset. */
-	if (b->dfd >= 0 && off + npages * PAGE_SIZE <= b->size)
-		err = io_read(b->table->io, b->dfd, rio->bounce,
-			      npages * PAGE_SIZE, (off_t)off, backing_read_done,
-			      rio);
-	else
-		err = io_read(b->table->io, b->fd, rio->bounce, rio->bytes,
-			      (off_t)off, backing_read_done, rio);
+	err = backing_read_bounce(rio);
 	if (err) {
-		free(rio->bounce);
 		free(rio);
 		return err;
 	}
 issued:
 	for (i = first; i < first + npages; i++)
 		page_set(b->reading, i);
+	b->table->reading_pages += npages;
 	backing_hold(b);
 	b->stats.read_ios++;
 	return 0;
@@ -529,21 +577,29 @@ static unsigned long backing_ra_window(struct backing *b, unsigned long pgoff)
 	} else {
 		b->ra_size = RA_MIN_PAGES;
 	}
+	if (b->table->ra_cap && b->ra_size > b->table->ra_cap)
+		b->ra_size = b->table->ra_cap;
 	b->ra_start = pgoff;
 	return b->ra_size;
+}
+
+/* What backing_read() returns for page pgoff; 2: it must be read. */
+static int backing_page_state(const struct backing *b, unsigned long pgoff)
+{
+	if (pgoff >= b->npages)
+		return -EFAULT;
+	if (page_test(b->resident, pgoff))
+		return 1;
+	return page_test(b->reading, pgoff) ? 0 : 2;
 }
 
 int backing_read(struct backing *b, unsigned long pgoff)
 {
 	unsigned long end, i, run;
-	int err;
+	int err = backing_page_state(b, pgoff);
 
-	if (pgoff >= b->npages)
-		return -EFAULT;
-	if (page_test(b->resident, pgoff))
-		return 1;
-	if (page_test(b->reading, pgoff))
-		return 0;
+	if (err != 2)
+		return err;
 	end = pgoff + backing_ra_window(b, pgoff);
 	if (end > b->npages)
 		end = b->npages;
@@ -555,7 +611,7 @@ int backing_read(struct backing *b, unsigned long pgoff)
 			run++;
 		if (!run)
 			continue;
-		err = backing_read_run(b, i, run);
+		err = backing_read_run(b, i, run, i == pgoff);
 		if (err)
 			return i == pgoff ? err : 0;
 		if (i != pgoff)
@@ -578,23 +634,31 @@ struct backing *backing_find(struct backing_table *t, unsigned long dev,
 
 void backing_forget(struct backing *b, unsigned long pgoff)
 {
-	if (pgoff < b->npages && page_test(b->resident, pgoff)) {
-		page_clear(b->resident, pgoff);
-		b->nr_resident--;
-		b->table->resident_pages--;
-	}
+	if (pgoff < b->npages && page_test(b->resident, pgoff))
+		backing_account(b, pgoff, false);
 	if (pgoff < b->npages && page_test(b->dirty, pgoff)) {
 		page_clear(b->dirty, pgoff); /* its data is gone with it */
 		b->nr_dirty--;
 	}
 }
 
+int backing_read_one(struct backing *b, unsigned long pgoff)
+{
+	int st = backing_page_state(b, pgoff);
+
+	return st == 2 ? backing_read_run(b, pgoff, 1, true) : st;
+}
+
 int backing_readahead(struct backing *b, unsigned long first,
 		      unsigned long npages)
 {
-	unsigned long end = first + npages, i, run;
+	unsigned long end, i, run;
 	int err;
 
+	/* Under a budget: no read may push out what it is read for. */
+	if (b->table->ra_cap && npages > b->table->ra_cap)
+		npages = b->table->ra_cap;
+	end = first + npages;
 	if (end > b->npages || end < first)
 		end = b->npages;
 	for (i = first; i < end; i += run ? run : 1) {
@@ -606,7 +670,7 @@ int backing_readahead(struct backing *b, unsigned long first,
 			run++;
 		if (!run)
 			continue;
-		err = backing_read_run(b, i, run);
+		err = backing_read_run(b, i, run, false);
 		if (err)
 			return err;
 		b->stats.ra_pages += run;
@@ -655,6 +719,9 @@ static void backing_wb_run_done(void *arg, ssize_t res)
 {
 	struct backing_wb_run *r = arg;
 	struct backing_wb *wb = r->wb;
+
+	for (unsigned long j = r->first; j < r->first + r->npages; j++)
+		wb->b->writing[j]--;
 
 	if (res < 0) {
 		/* Nothing is lost: pages that did not reach the file stay dirty. */
@@ -711,9 +778,13 @@ int backing_writeback(struct backing *b, unsigned long first,
 			free(r);
 			break;
 		}
-		/* Clean from now: a write arriving later dirties it again. */
-		for (unsigned long j = i; j < i + run; j++)
+		/* Clean from now: a write arriving later dirties it again.
+		   Being written: not to be dropped until every write of it
+		   ends (a write reads the page when it runs). */
+		for (unsigned long j = i; j < i + run; j++) {
 			page_clear(b->dirty, j);
+			b->writing[j]++;
+		}
 		b->nr_dirty -= run;
 		b->stats.writeback_ios++;
 		b->stats.writeback_pages += run;
@@ -731,7 +802,8 @@ unsigned long backing_clean_run(const struct backing *b, unsigned long i,
 	unsigned long run = 0;
 
 	while (i + run < end && page_test(b->resident, i + run) &&
-	       !page_test(b->dirty, i + run) && !page_test(b->reading, i + run))
+	       !page_test(b->dirty, i + run) && !page_test(b->reading, i + run) &&
+	       !b->writing[i + run])
 		run++;
 	return run;
 }
@@ -750,9 +822,7 @@ int backing_evict(struct backing *b, unsigned long first, unsigned long npages)
 			      (off_t)(i * PAGE_SIZE), (off_t)(run * PAGE_SIZE)))
 			return -errno;
 		for (unsigned long j = i; j < i + run; j++)
-			page_clear(b->resident, j);
-		b->nr_resident -= run;
-		b->table->resident_pages -= run;
+			backing_account(b, j, false);
 		b->stats.evicted_pages += run;
 	}
 	return 0;

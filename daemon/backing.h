@@ -18,10 +18,12 @@
  * - backing_read() plans one fault's read with the readahead window, issues
  *   it through io.c, and reports each finished run of pages through the
  *   object's ready callback with 0 or -errno, always from the loop, never
- *   from inside backing_read(). A run the kernel's page cache holds whole
- *   is spliced into the memfd at once (one copy); any other is read through
- *   io_uring into a bounce buffer, with O_DIRECT when the table says so and
- *   the file allows it (no second copy in the kernel's page cache).
+ *   from inside backing_read(). Copies into the memfd run on io.c's copy
+ *   thread, the faulting page's run before readahead: a run the kernel's
+ *   page cache holds whole is spliced in (one copy); any other is read
+ *   through io_uring into a bounce buffer first, with O_DIRECT when the
+ *   table says so and the file allows it (no second copy in the kernel's
+ *   page cache).
  * - Single-threaded: the daemon's loop owns every object.
  */
 #ifndef UPAGED_BACKING_H
@@ -74,6 +76,7 @@ struct backing {
 	uint64_t *resident;        /* bitmaps, one bit per page */
 	uint64_t *reading;
 	uint64_t *dirty;
+	uint8_t *writing;          /* write-backs of each page in flight */
 	unsigned long nr_resident;
 	unsigned long nr_dirty;
 	/* Readahead: the last window read and its size, pages. */
@@ -86,6 +89,13 @@ struct backing {
 	void *owner;               /* the fault layer's state */
 };
 
+/*
+ * Pages [first, first + npages) of b became resident (in true) or left
+ * the cache (in false: evicted, truncated, dropped behind our back).
+ */
+typedef void (*backing_resident_fn)(struct backing *b, unsigned long first,
+				    unsigned long npages, bool in);
+
 /* All objects of one daemon, found by (dev, ino). */
 struct backing_table {
 	struct backing **buckets;
@@ -93,11 +103,16 @@ struct backing_table {
 	unsigned long count;
 	struct io_ctx *io;
 	backing_ready_fn ready;
+	backing_resident_fn resident_changed; /* optional */
+	void (*object_gone)(struct backing *b); /* optional: being freed */
+	unsigned long ra_cap;      /* most pages one readahead reads, 0: any */
+	size_t reading_pages;      /* reads in flight, pages, over objects */
 	size_t resident_pages;     /* sum over objects */
 	bool direct;               /* read what is not cached with O_DIRECT */
+	void *bounces;             /* idle read buffers, a list through them */
+	unsigned int nbounces;
 	const char *fail_reads_of; /* test hook: every read of the file at
 				      this path fails with EIO */
-	int pipe[2];               /* for splicing cached file pages */
 };
 
 int backing_table_init(struct backing_table *t, struct io_ctx *io,
@@ -142,6 +157,9 @@ static inline bool backing_reading(const struct backing *b,
  */
 int backing_read(struct backing *b, unsigned long pgoff);
 
+/* Page pgoff alone, no readahead (MADV_RANDOM): as backing_read(). */
+int backing_read_one(struct backing *b, unsigned long pgoff);
+
 /* The object for (dev, ino) if there is one; no reference is taken. */
 struct backing *backing_find(struct backing_table *t, unsigned long dev,
 			     unsigned long ino);
@@ -167,8 +185,9 @@ void backing_mark_dirty(struct backing *b, unsigned long first,
 int backing_writeback(struct backing *b, unsigned long first,
 		      unsigned long npages, io_done_fn done, void *arg);
 /*
- * Length of the run of resident, clean pages not being read that starts at
- * page i, stopping at end (0 if page i is not one).
+ * Length of the run of resident, clean pages neither being read nor being
+ * written back that starts at page i, stopping at end (0 if page i is not
+ * one): the pages that may be dropped.
  */
 unsigned long backing_clean_run(const struct backing *b, unsigned long i,
 				unsigned long end);

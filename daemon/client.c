@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "upaged.h"
+#include "file.h"
 
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP 4
@@ -179,7 +179,7 @@ static long client_map(struct umm *u, const struct upage_map *m, int fd,
 	addr = do_mmap(&u->mm, &req, &vma);
 	if (addr < 0)
 		return addr;
-	r = fault_register(u, addr, len);
+	r = fault_register(u, addr, len, false);
 	if (r < 0) {
 		do_munmap(&u->mm, addr, len);
 		return r;
@@ -225,7 +225,8 @@ static int client_remap(struct umm *u, const struct upage_remap *m,
 	}
 	if (new_len > old_len) {
 		*action = UPAGE_REMAP_GROW;
-		r = fault_register(u, m->old_addr + old_len, new_len - old_len);
+		r = fault_register(u, m->old_addr + old_len, new_len - old_len,
+				   false);
 		if (r < 0) {
 			do_mremap(&u->mm, m->old_addr, new_len, old_len, 0, 0);
 			return (int)r;
@@ -373,6 +374,15 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 			else
 				r = do_madvise(&u->mm, m->addr, len,
 					       m->advice);
+			/* Like the kernel, what is mapped gets the advice
+			   even where part of the range is not (ENOMEM). */
+			if (r == 0 || r == -ENOMEM) {
+				int e = reclaim_advise(u, m->addr, len,
+						       m->advice);
+
+				if (e < 0)
+					r = e;
+			}
 			break;
 		}
 		}

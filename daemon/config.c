@@ -137,6 +137,30 @@ static int config_set_spin_us(const char *val, char *err, size_t errlen)
 	return 0;
 }
 
+/* A size in bytes with an optional K, M, G or T (binary) suffix. */
+static int config_set_max_resident(const char *val, char *err, size_t errlen)
+{
+	unsigned long long v, mul = 1;
+	char *end;
+
+	errno = 0;
+	v = strtoull(val, &end, 10);
+	switch (*end) {
+	case 'k': case 'K': mul = 1ULL << 10; end++; break;
+	case 'm': case 'M': mul = 1ULL << 20; end++; break;
+	case 'g': case 'G': mul = 1ULL << 30; end++; break;
+	case 't': case 'T': mul = 1ULL << 40; end++; break;
+	}
+	if (errno || end == val || *end || *val == '-' ||
+	    (v && v > ~0ULL / mul) || (v && v * mul < 64 * PAGE_SIZE)) {
+		snprintf(err, errlen, "'%s' is not 0 or a size of at least "
+			 "256K (suffixes K, M, G, T)", val);
+		return -1;
+	}
+	config.max_resident_pages = (unsigned long)(v * mul / PAGE_SIZE);
+	return 0;
+}
+
 static const struct config_opt {
 	const char *key;
 	char shortopt;  /* 0: long only */
@@ -156,6 +180,8 @@ static const struct config_opt {
 	  "pages filled per fault, 1..512 (16)" },
 	{ "spin-us", 0, false, config_set_spin_us, "MICROSECONDS",
 	  "poll a busy userfaultfd this long, 0..10000 (20)" },
+	{ "max-resident", 'm', false, config_set_max_resident, "SIZE",
+	  "page cache budget, e.g. 512M; 0: no limit (0)" },
 };
 #define CONFIG_NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
 
@@ -279,6 +305,14 @@ static void config_print(FILE *f)
 	fprintf(f, "cluster = %lu\n", upaged.cluster);
 	fprintf(f, "spin-us = %llu\n",
 		(unsigned long long)(upaged.spin_ns / 1000));
+	if (!config.max_resident_pages)
+		fprintf(f, "max-resident = 0\n");
+	else if (config.max_resident_pages % 256)
+		fprintf(f, "max-resident = %luK\n",
+			config.max_resident_pages * (PAGE_SIZE >> 10));
+	else
+		fprintf(f, "max-resident = %luM\n",
+			config.max_resident_pages / 256);
 }
 
 int config_init(int argc, char **argv)

@@ -236,8 +236,33 @@ void evict_page_removed(struct evict *e, const void *owner,
 {
 	struct evict_node *n = lookup(e, owner, pgoff);
 
-	if (n)
+	/* A ghost is a page this policy evicted: it stays remembered. */
+	if (n && n->queue != EVICT_GHOST)
 		node_forget(e, n);
+}
+
+int evict_page_keep(struct evict *e, const void *owner, unsigned long pgoff)
+{
+	struct evict_node *n = lookup(e, owner, pgoff);
+
+	if (n && n->queue != EVICT_GHOST)
+		return 0;
+	if (n) {
+		list_del(&e->ghosts, n);
+	} else {
+		n = node_alloc(e);
+		if (!n)
+			return -ENOMEM;
+		n->owner = owner;
+		n->pgoff = pgoff;
+		hash_add(e, n);
+	}
+	n->queue = EVICT_A1IN;
+	n->referenced = 0;
+	list_add_tail(&e->a1in, n);
+	e->stats.kept++;
+	maybe_grow(e);
+	return 0;
 }
 
 void evict_page_cold(struct evict *e, const void *owner, unsigned long pgoff)

@@ -50,6 +50,7 @@ struct evict_stats {
 	uint64_t evicted;     /* victims handed out */
 	uint64_t promoted;    /* probation -> protected */
 	uint64_t second_chances;
+	uint64_t kept;        /* victims handed back by the caller */
 };
 
 struct evict {
@@ -85,9 +86,18 @@ int evict_page_added(struct evict *e, const void *owner, unsigned long pgoff);
 /* The page was used again (a write fault, a WILLNEED hint). */
 void evict_page_referenced(struct evict *e, const void *owner,
 			   unsigned long pgoff);
-/* The page left the cache for another reason (truncate, DONTNEED): no ghost. */
+/*
+ * The page left the cache for another reason (truncate, a hole punched by
+ * a client): no ghost. A page this policy evicted keeps its ghost.
+ */
 void evict_page_removed(struct evict *e, const void *owner,
 			unsigned long pgoff);
+/*
+ * A victim that evict_pick() handed out stays resident after all (written
+ * again, or it could not be made stable): tracked again, at the end of
+ * probation, without counting as a refault. 0 or -ENOMEM.
+ */
+int evict_page_keep(struct evict *e, const void *owner, unsigned long pgoff);
 /* The page should go first (MADV_COLD, MADV_PAGEOUT). */
 void evict_page_cold(struct evict *e, const void *owner, unsigned long pgoff);
 /* Forgets every page and ghost of owner (the object is going away). */

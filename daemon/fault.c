@@ -6,7 +6,9 @@
  *
  * - Every uffd is O_NONBLOCK and read until EAGAIN, a batch of messages per
  *   read(). Page faults go to the faulting VMA's vm_ops->fault() (the policy),
- *   which fills through fault_fill_zero() and friends.
+ *   which fills through fault_fill_zero() and friends; write-protect faults
+ *   (a tracked shared file mapping's first write to a page) go to
+ *   reclaim_wp_fault(), which marks the page dirty and unprotects it.
  * - No faulting thread is left waiting: a fill that installs the page wakes
  *   it (the ioctl does), EEXIST (someone filled it first) and any fill error
  *   on a live client end in an explicit UFFDIO_WAKE, and EAGAIN (the kernel
@@ -36,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "upaged.h"
+#include "file.h"
 
 #ifndef MREMAP_FIXED
 #define MREMAP_FIXED 2
@@ -161,11 +163,13 @@ static pid_t fault_tgid_of(pid_t tid)
 	return tgid;
 }
 
-int fault_register(struct umm *u, unsigned long addr, unsigned long len)
+int fault_register(struct umm *u, unsigned long addr, unsigned long len,
+		   bool wp)
 {
 	struct uffdio_register reg = {
 		.range = { .start = addr, .len = len },
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
+		.mode = UFFDIO_REGISTER_MODE_MISSING |
+			(wp ? UFFDIO_REGISTER_MODE_WP : 0),
 	};
 
 	if (ioctl(u->uffd, UFFDIO_REGISTER, &reg) < 0) {
@@ -173,6 +177,24 @@ int fault_register(struct umm *u, unsigned long addr, unsigned long len)
 		return -errno;
 	}
 	return 0;
+}
+
+int fault_protect(struct umm *u, unsigned long addr, unsigned long len,
+		  bool wp)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = addr, .len = len },
+		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+	int r;
+
+	do
+		r = ioctl(u->uffd, UFFDIO_WRITEPROTECT, &w);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return 0;
+	/* ENOSPC: the mm is gone, as ESRCH for the fills. */
+	return errno == ENOSPC ? -ESRCH : -errno;
 }
 
 int fault_unregister(struct umm *u, unsigned long addr, unsigned long len)
@@ -491,8 +513,15 @@ static int fault_msg(struct umm *u, const struct uffd_msg *msg)
 		}
 		if (!u->pid && msg->arg.pagefault.feat.ptid)
 			umm_bind(u, fault_tgid_of(msg->arg.pagefault.feat.ptid));
+		if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+			flags |= FAULT_FLAG_WP;
 		kind = query_fault_kind(u, addr, flags);
-		r = fault_page(u, addr, flags);
+		if (flags & FAULT_FLAG_WP) {
+			reclaim_wp_fault(u, addr);
+			r = 0;
+		} else {
+			r = fault_page(u, addr, flags);
+		}
 		query_fault_done(kind, fault_read_ns); /* upagectl status */
 		return r;
 	case UFFD_EVENT_FORK:
@@ -524,6 +553,12 @@ static uint64_t fault_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* Faults answered so far: woken, filled or put off until an event is read. */
+static uint64_t fault_answered(void)
+{
+	return upaged.cnt.wakes + upaged.cnt.fill_calls + upaged.cnt.fill_eagain;
+}
+
 /* Reads u's uffd dry. 0, or -errno when the client is gone. */
 static int fault_drain(struct umm *u)
 {
@@ -531,7 +566,7 @@ static int fault_drain(struct umm *u)
 	ssize_t n;
 	int r;
 
-	uint64_t start = 0, last = 0, now;
+	uint64_t start = 0, last = 0, now, faults, answered;
 
 	for (;;) {
 		n = read(u->uffd, msgs, sizeof(msgs));
@@ -562,6 +597,8 @@ static int fault_drain(struct umm *u)
 			start = last;
 		if (n == 0 || n % sizeof(msgs[0]))
 			return -EPIPE;
+		faults = upaged.cnt.faults;
+		answered = fault_answered();
 		for (size_t i = 0; i < n / sizeof(msgs[0]); i++) {
 			r = fault_msg(u, &msgs[i]);
 			if (r < 0)
@@ -570,6 +607,12 @@ static int fault_drain(struct umm *u)
 		r = fault_retry(u);
 		if (r < 0)
 			return r;
+		/*
+		 * A fault left waiting (for a read) is answered from the
+		 * loop, by a completion: back to it at once, with no spin.
+		 */
+		if (upaged.cnt.faults - faults > fault_answered() - answered)
+			last = 0;
 	}
 	if (u->ndeferred && !ev_is_active(&upaged.retry_w))
 		ev_idle_start(upaged.loop, &upaged.retry_w);

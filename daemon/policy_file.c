@@ -15,32 +15,38 @@
  *   being read join the waiters; nothing is read twice. A fault past the
  *   end of the file is woken into the kernel's own SIGBUS (the memfd is
  *   no longer than the file).
- * - Dirty tracking: a page of a writable shared mapping may be written
- *   without the daemon seeing it (the kernel maps a present page writable).
- *   So every resident page that a writable shared VMA covers counts as
- *   possibly written: msync marks them dirty and writes them back, and so
- *   does every place where such a VMA, or a part of it, stops being
- *   writable: unmap, mprotect, mremap, close (client exit, merges) and the
- *   daemon's shutdown. This costs extra writes of unchanged pages, never a
- *   lost one. Dirty bits that fail to reach the file stay set.
+ * - Dirty tracking (file.h): a tracked writable shared mapping starts
+ *   write-protected, so the first write to each page is a WP fault that
+ *   marks it dirty (reclaim.c), and every write-back first protects the
+ *   pages again in every writer. An untracked one (a client whose
+ *   userfaultfd lacks write-protect for shared memory) may write a present
+ *   page unseen: every resident page it covers counts as possibly written
+ *   wherever that matters (msync, and where such a VMA or a part of it
+ *   stops being writable: unmap, mprotect, mremap, close, shutdown). That
+ *   costs extra writes of unchanged pages, never a lost one. Dirty bits
+ *   that fail to reach the file stay set.
  * - msync(MS_SYNC) replies once its pages and every write-back started
  *   before it are on the file (and fsynced); MS_ASYNC once they are queued.
  * - Every VMA holds a reference on its object (open/close), every read or
  *   write-back in flight another (backing.c).
+ * - Access hints: MADV_RANDOM reads the faulting page alone; MADV_
+ *   SEQUENTIAL starts at the largest readahead window; the rest is
+ *   reclaim.c's.
  * - Single-threaded: the daemon's loop.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "backing.h"
-#include "upaged.h"
+#include "file.h"
 
 /* A thread waiting for page pgoff of b, at addr in u. */
 struct file_waiter {
@@ -71,29 +77,6 @@ static bool file_ready_ok;
 static struct file_waiter *waiters;
 static size_t nwaiters, waiters_cap;
 static struct file_sync *syncs;
-
-static struct backing *backing_of(const struct vm_area_struct *vma)
-{
-	return (struct backing *)((char *)vma->vm_file -
-				  offsetof(struct backing, as));
-}
-
-static struct umm *umm_of(const struct vm_area_struct *vma)
-{
-	return (struct umm *)((char *)vma->vm_mm - offsetof(struct umm, mm));
-}
-
-static bool vma_is_file(const struct vm_area_struct *vma)
-{
-	return vma->vm_ops == &file_vm_ops || vma->vm_ops == &cow_vm_ops;
-}
-
-static bool vma_writes_shared(const struct vm_area_struct *vma)
-{
-	return vma->vm_ops == &file_vm_ops &&
-	       (vma->vm_flags & (VM_SHARED | VM_WRITE)) ==
-		       (VM_SHARED | VM_WRITE);
-}
 
 /* A run of b's pages is filled (err 0) or failed: release its waiters. */
 static void file_ready(struct backing *b, unsigned long first,
@@ -137,6 +120,13 @@ int file_init(struct ev_loop *loop)
 	file_table.direct = d && !strcmp(d, "1");
 	/* $UPAGED_FAIL_READS_OF=PATH: a test hook, see backing.c. */
 	file_table.fail_reads_of = getenv("UPAGED_FAIL_READS_OF");
+	r = reclaim_init(loop, &file_table, &file_io,
+			 config.max_resident_pages);
+	if (r < 0) {
+		backing_table_exit(&file_table);
+		io_exit(&file_io);
+		return r;
+	}
 	file_ready_ok = true;
 	return 0;
 }
@@ -159,6 +149,7 @@ void file_exit(void)
 			if (b->nr_dirty)
 				log_err("%s: %lu dirty pages not written back",
 					b->path, b->nr_dirty);
+	reclaim_exit();
 	backing_table_exit(&file_table);
 	io_exit(&file_io);
 	free(waiters);
@@ -226,8 +217,74 @@ static bool file_page_present(struct backing *b, unsigned long pgoff)
 	return vec & 1;
 }
 
-/* Pages read around a fault that follows no other (the kernel's 128 KiB). */
+/*
+ * Pages read around a fault that follows no other: the kernel reads the
+ * device's readahead size (read_ahead_kb) around an mmap fault, and so do
+ * we; its default, 128 KiB, where the device does not say. At most 16 MiB.
+ */
 #define RA_AROUND_PAGES 32UL
+#define RA_AROUND_MAX 4096UL
+
+static unsigned long file_ra_around(const struct backing *b)
+{
+	static const char *const where[] = {
+		"/sys/dev/block/%u:%u/queue/read_ahead_kb",
+		"/sys/dev/block/%u:%u/../queue/read_ahead_kb", /* a partition */
+	};
+	/* The last device asked about: one read of sysfs per device. */
+	static unsigned long dev = ~0UL, pages;
+	unsigned long kb, p;
+	char path[96];
+	FILE *f;
+
+	if (b->as.dev == dev)
+		return pages;
+	pages = RA_AROUND_PAGES;
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+		snprintf(path, sizeof(path), where[i], major(b->as.dev),
+			 minor(b->as.dev));
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fscanf(f, "%lu", &kb) == 1)
+			pages = kb / (PAGE_SIZE / 1024); /* 0: the least */
+		fclose(f);
+		break;
+	}
+	/* A power of two, so that windows never overlap. */
+	for (p = RA_MIN_PAGES; p * 2 <= pages && p < RA_AROUND_MAX; p *= 2)
+		;
+	pages = p;
+	dev = b->as.dev;
+	return pages;
+}
+
+/*
+ * A fault that follows nothing, its page already asked for: the rest of
+ * the pages around it. A reader going on from their end is taken for a
+ * sequential one.
+ */
+static void file_read_around(struct backing *b, unsigned long pgoff)
+{
+	unsigned long n = file_ra_around(b), start;
+
+	/*
+	 * No more than one readahead may read (a budget's share), nor more
+	 * than a sixteenth of the file: a truncation by another process is
+	 * seen only at a fault, and pages read but never touched would hide
+	 * it from their readers, where the kernel gives SIGBUS.
+	 */
+	while (n > RA_MIN_PAGES && (n > b->npages / 16 ||
+				    (b->table->ra_cap && n > b->table->ra_cap)))
+		n /= 2;
+	start = pgoff & ~(n - 1);
+	if (backing_readahead(b, start, n) == 0) {
+		b->ra_start = pgoff;
+		b->ra_size = start + n - pgoff;
+		if (b->ra_size < RA_MIN_PAGES)
+			b->ra_size = RA_MIN_PAGES;
+	}
+}
 
 /*
  * Readahead beyond backing_read()'s window, which covers the faulting page
@@ -235,64 +292,43 @@ static bool file_page_present(struct backing *b, unsigned long pgoff)
  * window read at once, less one marker page in its middle: the reader
  * takes no fault until it reaches the marker (pages in the cache are mapped
  * by the kernel alone), and its fault there starts the window after, well
- * before it runs out. A fault that follows nothing reads around itself.
+ * before it runs out. Copies run on io.c's thread, the faulting page's
+ * first, so this never delays the faulting thread's wake-up.
  */
 static void file_readahead(struct backing *b, unsigned long pgoff)
 {
 	unsigned long s = b->ra_size, next = pgoff + s, ahead = 2 * s, m;
 
-	if (b->ra_start != pgoff)
-		return; /* backing_read() planned nothing */
-	if (s > RA_MIN_PAGES) {
-		/* Two windows ahead: a disk keeps several reads in flight. */
-		m = next + ahead / 2;
-		if (backing_readahead(b, next, m - next) == 0 &&
-		    backing_readahead(b, m + 1, ahead - (m - next) - 1) == 0)
-			b->ra_marker = m;
-	} else {
-		unsigned long start = pgoff & ~(RA_AROUND_PAGES - 1);
-
-		/* A reader that goes on from the end of this is sequential. */
-		if (backing_readahead(b, start, RA_AROUND_PAGES) == 0)
-			b->ra_size = start + RA_AROUND_PAGES - pgoff;
-	}
-}
-
-struct file_ra {
-	struct backing *b; /* held */
-	unsigned long pgoff;
-};
-
-static void file_readahead_cb(void *arg, ssize_t res)
-{
-	struct file_ra *ra = arg;
-
-	/* Unless another fault has moved the window on since. */
-	if (ra->b->ra_start == ra->pgoff)
-		file_readahead(ra->b, ra->pgoff);
-	backing_put(ra->b);
-	free(ra);
+	if (b->ra_start != pgoff || s <= RA_MIN_PAGES)
+		return; /* backing_read() planned nothing, or no sequence */
+	/* Two windows ahead: a disk keeps several reads in flight. */
+	m = next + ahead / 2;
+	if (backing_readahead(b, next, m - next) == 0 &&
+	    backing_readahead(b, m + 1, ahead - (m - next) - 1) == 0)
+		b->ra_marker = m;
 }
 
 /*
- * Readahead after the faulting page's own report: a cached run is copied
- * into the memfd at once and reported by a request queued then, so the
- * faulting thread is woken before the window ahead is copied.
+ * MADV_RANDOM: the faulting page alone, as the kernel reads for such a
+ * mapping; the window of other readers of the file is left as it is.
  */
-static void file_readahead_later(struct backing *b, unsigned long pgoff)
+static int file_fault_one(struct backing *b, struct umm *u,
+			  unsigned long pgoff, unsigned long addr)
 {
-	struct file_ra *ra = malloc(sizeof(*ra));
+	int r;
 
-	if (ra) {
-		ra->b = b;
-		ra->pgoff = pgoff;
-		backing_hold(b);
-		if (io_nop(&file_io, file_readahead_cb, ra) == 0)
-			return;
-		backing_put(b);
-		free(ra);
+	if (backing_resident(b, pgoff) && !file_page_present(b, pgoff))
+		backing_forget(b, pgoff); /* dropped behind our back */
+	r = backing_read_one(b, pgoff);
+	if (r == 1 || r == -EFAULT) {
+		fault_wake(u, addr, PAGE_SIZE);
+	} else if (r < 0) {
+		log_warn("%s: page %lu: %s", b->path, pgoff, strerror(-r));
+		fault_poison(u, addr, PAGE_SIZE);
+	} else if (file_add_waiter(b, pgoff, u, addr) < 0) {
+		fault_wake(u, addr, PAGE_SIZE); /* refaults later */
 	}
-	file_readahead(b, pgoff);
+	return 0;
 }
 
 /* The fault of both file policies. */
@@ -301,6 +337,7 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 	struct backing *b = backing_of(vma);
 	struct umm *u = fault_umm(vmf);
 	unsigned long addr = vmf->address;
+	bool around = false;
 	int r;
 
 	file_check_size(b);
@@ -317,6 +354,20 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 		fault_wake(u, addr, PAGE_SIZE);
 		return 0;
 	}
+	if (!backing_resident(b, vmf->pgoff) && !backing_reading(b, vmf->pgoff) &&
+	    reclaim_must_wait())
+		return -EAGAIN; /* fault.c retries it */
+	reclaim_fault_hint(vma, vmf->pgoff);
+	if (vma->vm_flags & VM_RAND_READ)
+		return file_fault_one(b, u, vmf->pgoff, addr);
+	if ((vma->vm_flags & VM_SEQ_READ) &&
+	    !(b->ra_size && vmf->pgoff >= b->ra_start &&
+	      vmf->pgoff <= b->ra_start + b->ra_size)) {
+		/* MADV_SEQUENTIAL: the largest window from the first fault
+		   (backing_ra_window() doubles this). */
+		b->ra_start = vmf->pgoff;
+		b->ra_size = RA_MAX_PAGES / 2;
+	}
 	if (b->ra_marker && vmf->pgoff == b->ra_marker) {
 		/* The reader caught up: its window goes on from here. */
 		b->ra_start = vmf->pgoff;
@@ -325,25 +376,16 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 		     vmf->pgoff <= b->ra_start + b->ra_size) &&
 		   !backing_resident(b, vmf->pgoff) &&
 		   !backing_reading(b, vmf->pgoff)) {
-		/*
-		 * A fault that follows nothing: one read around it, as the
-		 * kernel does for mmap, rather than the page's window and
-		 * then the rest; a reader going on from its end is taken for
-		 * a sequential one.
-		 */
-		unsigned long start = vmf->pgoff & ~(RA_AROUND_PAGES - 1);
-
-		if (backing_readahead(b, start, RA_AROUND_PAGES) == 0) {
-			b->ra_start = vmf->pgoff;
-			b->ra_size = start + RA_AROUND_PAGES - vmf->pgoff;
-			if (b->ra_size < RA_MIN_PAGES)
-				b->ra_size = RA_MIN_PAGES;
-		}
+		/* A fault that follows nothing: read around it, as the
+		   kernel does for mmap, its own page first. */
+		around = true;
 	}
 	for (int tries = 0; tries < 2; tries++) {
 		r = backing_read(b, vmf->pgoff);
-		if (r == 0)
-			file_readahead_later(b, vmf->pgoff);
+		if (r == 0 && around)
+			file_read_around(b, vmf->pgoff);
+		else if (r == 0)
+			file_readahead(b, vmf->pgoff);
 		if (r != 1)
 			break;
 		if (!file_page_present(b, vmf->pgoff)) {
@@ -373,6 +415,9 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 	if (r == 0) {
 		if (file_add_waiter(b, vmf->pgoff, u, addr) < 0)
 			fault_wake(u, addr, PAGE_SIZE); /* refaults later */
+		/* A thread waits on the disk: its read goes now, not when
+		   the loop next sleeps. */
+		io_flush(&file_io);
 		return 0;
 	}
 	if (r == 1) {
@@ -393,8 +438,7 @@ void file_vma_open(struct vm_area_struct *vma)
 	backing_hold(backing_of(vma));
 }
 
-/* Resident pages [first, first + n) of b may have been written. */
-static void file_mark_written(struct backing *b, unsigned long first,
+void file_mark_written(struct backing *b, unsigned long first,
 			      unsigned long n)
 {
 	unsigned long end = first + n, i;
@@ -436,9 +480,13 @@ static void file_vma_release(struct vm_area_struct *vma, unsigned long start,
 		return;
 	first = vma_pgoff_at(vma, start);
 	n = (end - start) >> PAGE_SHIFT;
-	file_mark_written(b, first, n);
+	/* A tracked VMA's writes are all in the dirty bits already. */
+	if (!umm_tracks(umm_of(vma)))
+		file_mark_written(b, first, n);
 	if (!b->nr_dirty)
 		return;
+	/* Other writers of these pages: protected before the bits clear. */
+	reclaim_protect(b, first, n, vma);
 	r = backing_writeback(b, first, n, file_wb_done, b);
 	if (r < 0)
 		log_err("%s: write-back: %s", b->path, strerror(-r));
@@ -539,14 +587,32 @@ int file_commit(struct umm *u, const struct upage_map_commit *m)
 
 	if (!m->len || len < m->len || !umm_range_ok(u, m->addr, len))
 		return -EINVAL;
+	bool wp = umm_tracks(u);
+	int r;
+
 	/* Only file mappings the model holds, whole. */
 	while (a < m->addr + len) {
 		vma = find_vma(&u->mm, a);
 		if (!vma || vma->vm_start > a || !vma_is_file(vma))
 			return -EINVAL;
+		wp &= vma_may_write_shared(vma);
 		a = vma->vm_end;
 	}
-	return fault_register(u, m->addr, len);
+	r = fault_register(u, m->addr, len, wp);
+	/* Tracked (file.h): every page starts write-protected, so that its
+	   first write is seen. */
+	if (r == 0 && wp)
+		r = fault_protect(u, m->addr, len, true);
+	if (r < 0 && wp) {
+		/* Then none of u's mappings is trusted to be tracked:
+		   their pages count as written, which is always safe. */
+		log_warn("pid %d: write-protect: %s; writes tracked "
+			 "conservatively", u->pid, strerror(-r));
+		umm_untrack(u);
+		fault_unregister(u, m->addr, len);
+		r = fault_register(u, m->addr, len, false);
+	}
+	return r;
 }
 
 static void file_sync_finish(struct file_sync *s)
@@ -673,7 +739,7 @@ int file_sync(struct client *c, const struct upage_hdr *req,
 {
 	struct umm *u = c->umm;
 	unsigned long end = addr + len;
-	struct vm_area_struct *vma, *w;
+	struct vm_area_struct *vma;
 	struct file_sync *s;
 	int r = 0;
 
@@ -705,13 +771,10 @@ int file_sync(struct client *c, const struct upage_hdr *req,
 			continue; /* no writer: nothing can be dirty */
 		first = vma_pgoff_at(vma, s0);
 		last = vma_pgoff_at(vma, e0 - 1);
-		rmap_for_each(w, &b->as, first, last) {
-			unsigned long f = first > w->vm_pgoff ? first : w->vm_pgoff;
-			unsigned long l = w->vm_pgoff + vma_pages(w) - 1;
-
-			if (vma_writes_shared(w))
-				file_mark_written(b, f, (l < last ? l : last) - f + 1);
-		}
+		/* Writers are protected before the dirty bits clear (a write
+		   from now on faults and dirties the page again); what
+		   untracked writers map counts as written. */
+		reclaim_protect(b, first, last - first + 1, NULL);
 		p = malloc(sizeof(*p));
 		if (!p) {
 			r = -ENOMEM;

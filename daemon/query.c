@@ -28,8 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backing.h"
-#include "upaged.h"
+#include "file.h"
 
 #ifndef UPAGED_VERSION
 #define UPAGED_VERSION "0.1.0"
@@ -233,6 +232,7 @@ static void query_status(struct client *c, const struct upage_hdr *h)
 	r.lat_sum_ns = q.lat_sum;
 	memcpy(r.lat_hist, q.lat_hist, sizeof(r.lat_hist));
 	r.global = upaged.cnt;
+	reclaim_status(&r);
 	proto_send(c->fd, &r, sizeof(r));
 }
 

@@ -27,6 +27,13 @@
 
 struct client;
 
+/*
+ * UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM, and
+ * UFFD_FEATURE_EVENT_FORK: without it a fork child's copy of a mapping
+ * leaves the userfaultfd, and would write unseen.
+ */
+#define UPAGE_UFFD_WP_FEATURES ((1ULL << 0) | (1ULL << 12) | (1ULL << 1))
+
 /* A fault whose fill met a pending event: retried once events are read. */
 struct deferred_fault {
 	unsigned long addr;
@@ -99,6 +106,7 @@ struct config {
 	char socket_path[108]; /* sizeof(sun_path) */
 	gid_t socket_gid;      /* (gid_t)-1: leave the socket's group alone */
 	bool foreground;
+	unsigned long max_resident_pages; /* page-cache budget, 0: none */
 };
 extern struct config config;
 int config_init(int argc, char **argv);
@@ -132,7 +140,12 @@ struct umm *umm_new(struct client *c, int uffd, uint64_t features,
 		    unsigned long probe);
 void umm_bind(struct umm *m, pid_t tgid);
 void umm_kill(struct umm *m, const char *why);
-int fault_register(struct umm *m, unsigned long addr, unsigned long len);
+/* wp: also WP mode (tracked shared writable file mappings, see file.h). */
+int fault_register(struct umm *m, unsigned long addr, unsigned long len,
+		   bool wp);
+/* Write-protects (wp) or unprotects [addr, addr + len); unprotect wakes. */
+int fault_protect(struct umm *m, unsigned long addr, unsigned long len,
+		  bool wp);
 int fault_unregister(struct umm *m, unsigned long addr, unsigned long len);
 void fault_init(void);
 void fault_drain_all(void);
@@ -184,6 +197,19 @@ int file_sync(struct client *c, const struct upage_hdr *req,
 	      unsigned long addr, unsigned long len, int flags);
 void file_rmap_query(struct client *c, const struct upage_rmap_query *q,
 		     int fd);
+
+/* Can u's shared file mappings be write-protected (file.h: tracked)? */
+static inline bool umm_tracks(const struct umm *u)
+{
+	return (u->features & UPAGE_UFFD_WP_FEATURES) ==
+	       UPAGE_UFFD_WP_FEATURES;
+}
+
+/* u's mappings are untracked from now on: their pages count as written. */
+static inline void umm_untrack(struct umm *u)
+{
+	u->features &= ~(uint64_t)(1ULL << 12);
+}
 
 static inline bool umm_range_ok(const struct umm *m, unsigned long addr,
 				unsigned long len)

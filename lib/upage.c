@@ -69,6 +69,13 @@
 #define UP_ALIGN(x) (((x) + UP_PAGE - 1) & ~(UP_PAGE - 1))
 /* mremap(2) flag, newer than the installed headers. */
 #define UP_MREMAP_DONTUNMAP 4
+#ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
+#define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12)
+#endif
+/* Write-protect of shared memory: the daemon sees the first write to each
+   page of a shared file mapping (exact dirty tracking). */
+#define UP_FEATURES_WP (UFFD_FEATURE_PAGEFAULT_FLAG_WP | \
+			UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
 #define UP_FEATURES (UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | \
 		     UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP | \
 		     UFFD_FEATURE_THREAD_ID)
@@ -287,7 +294,7 @@ static int up_uffd_new(int *kind)
  */
 static int up_uffd_open(uint64_t *features, int *kind)
 {
-	uint64_t want = UP_FEATURES;
+	uint64_t want = UP_FEATURES | UP_FEATURES_WP;
 	struct uffdio_api api;
 	int fd, e;
 
@@ -300,6 +307,12 @@ static int up_uffd_open(uint64_t *features, int *kind)
 			break;
 		e = errno;
 		close(fd);
+		if (e == EINVAL && (want & UP_FEATURES_WP)) {
+			/* Optional: without it the daemon tracks writes
+			   to shared file mappings conservatively. */
+			want &= ~(uint64_t)UP_FEATURES_WP;
+			continue;
+		}
 		if (e != EPERM || !(want & UFFD_FEATURE_EVENT_FORK)) {
 			*kind = UPAGE_UFFD_NONE;
 			return -e;

@@ -147,6 +147,36 @@ static void test_read_fills_page_cache(void **state)
 	backing_put(b);
 }
 
+/*
+ * Pages the kernel has cached are spliced into the memfd; others are read
+ * into a buffer first. Both end in the memfd whole, by the copy thread.
+ */
+static void test_cached_and_uncached_runs(void **state)
+{
+	struct fixture *f = *state;
+	struct backing *b;
+	unsigned char *view;
+
+	assert_int_equal(backing_get(&f->table, f->fd, &b), 0);
+	assert_int_equal(backing_read(b, 0), 0);
+	run_until_idle(f);
+	assert_int_equal(f->io.stats.reads, 0);
+	assert_int_equal(f->io.stats.copies, 1);
+	assert_int_equal(fsync(f->fd), 0);
+	assert_int_equal(posix_fadvise(f->fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	assert_int_equal(backing_read(b, 100), 0);
+	run_until_idle(f);
+	assert_int_equal(f->io.stats.reads, 1);
+	assert_int_equal(f->io.stats.copies, 2);
+	assert_int_equal(f->last_err, 0);
+	view = client_view(b);
+	assert_memory_equal(view, f->expect, RA_MIN_PAGES * PAGE_SIZE);
+	assert_memory_equal(view + 100 * PAGE_SIZE, f->expect + 100 * PAGE_SIZE,
+			    RA_MIN_PAGES * PAGE_SIZE);
+	munmap(view, b->npages * PAGE_SIZE);
+	backing_put(b);
+}
+
 static void test_same_file_same_object(void **state)
 {
 	struct fixture *f = *state;
@@ -388,6 +418,8 @@ int main(void)
 			test_window_stops_at_resident_pages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eof_tail_is_zero,
 						setup_tail, teardown),
+		cmocka_unit_test_setup_teardown(test_cached_and_uncached_runs,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writeback_reaches_file,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(

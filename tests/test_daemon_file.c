@@ -132,20 +132,6 @@ static int helper_main(int argc, char **argv)
 
 /* ---- tests ---- */
 
-/* Maps path (opened with oflags) and returns the mapping or MAP_FAILED. */
-static unsigned char *map_file(const char *path, int oflags, size_t len,
-			       int prot, int flags, off_t off)
-{
-	int fd = open(path, oflags | O_CLOEXEC);
-	void *p;
-
-	if (fd < 0)
-		return MAP_FAILED;
-	p = upage_mmap(NULL, len, prot, flags, fd, off);
-	close(fd);
-	return p;
-}
-
 static void test_shared_read_matches_file(void **state)
 {
 	char path[128], perms[5];
@@ -155,7 +141,7 @@ static void test_shared_read_matches_file(void **state)
 	path_of(path, "shared");
 	assert_int_equal(ft_make_file(path, 300 * PG, 1), 0);
 	/* At an offset, as the kernel allows. */
-	p = map_file(path, O_RDONLY, 200 * PG, PROT_READ, MAP_SHARED, 64 * PG);
+	p = ft_map_file(path, O_RDONLY, 200 * PG, PROT_READ, MAP_SHARED, 64 * PG);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	for (size_t i = 0; i < 200 * PG; i++)
 		if (p[i] != ft_pat(64 * PG + i, 1))
@@ -179,12 +165,12 @@ static void test_private_cow_isolation(void **state)
 	path_of(path, "cow");
 	assert_int_equal(ft_make_file(path, 64 * PG, 1), 0);
 	/* A read-only fd allows a writable private mapping. */
-	priv = map_file(path, O_RDONLY, 64 * PG, PROT_READ | PROT_WRITE,
-			MAP_PRIVATE, 0);
+	priv = ft_map_file(path, O_RDONLY, 64 * PG, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE, 0);
 	assert_ptr_not_equal(priv, MAP_FAILED);
-	shared = map_file(path, O_RDWR, 64 * PG, PROT_READ, MAP_SHARED, 0);
+	shared = ft_map_file(path, O_RDWR, 64 * PG, PROT_READ, MAP_SHARED, 0);
 	assert_ptr_not_equal(shared, MAP_FAILED);
-	priv2 = map_file(path, O_RDONLY, 64 * PG, PROT_READ, MAP_PRIVATE, 0);
+	priv2 = ft_map_file(path, O_RDONLY, 64 * PG, PROT_READ, MAP_PRIVATE, 0);
 	assert_ptr_not_equal(priv2, MAP_FAILED);
 	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)priv, perms, &off), 0);
 	assert_string_equal(perms, "rw-p");
@@ -219,8 +205,8 @@ static void test_shared_write_msync_and_unmap(void **state)
 
 	path_of(path, "write");
 	assert_int_equal(ft_make_file(path, 40 * PG + 123, 1), 0);
-	a = map_file(path, O_RDWR, 41 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
-	b = map_file(path, O_RDWR, 41 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	a = ft_map_file(path, O_RDWR, 41 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
+	b = ft_map_file(path, O_RDWR, 41 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, 0);
 	assert_ptr_not_equal(a, MAP_FAILED);
 	assert_ptr_not_equal(b, MAP_FAILED);
 	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)a, perms, &off), 0);
@@ -248,7 +234,7 @@ static void test_shared_write_msync_and_unmap(void **state)
 	assert_int_equal(upage_munmap(b, 41 * PG), 0);
 	assert_int_equal(upage_munmap(a, 41 * PG), 0);
 	/* An msync on another mapping waits for write-backs in flight. */
-	a = map_file(path, O_RDWR, PG, PROT_READ, MAP_SHARED, 0);
+	a = ft_map_file(path, O_RDWR, PG, PROT_READ, MAP_SHARED, 0);
 	assert_ptr_not_equal(a, MAP_FAILED);
 	assert_int_equal(upage_msync(a, PG, MS_SYNC), 0);
 	assert_int_equal(ft_file_has(path, 20 * PG, 20 * PG + 123, 5), 0);
@@ -269,7 +255,7 @@ static void test_eof_tail_and_sigbus(void **state)
 
 	path_of(path, "eof");
 	assert_int_equal(ft_make_file(path, 5 * PG + 100, 1), 0);
-	p = map_file(path, O_RDONLY, 8 * PG, PROT_READ, MAP_SHARED, 0);
+	p = ft_map_file(path, O_RDONLY, 8 * PG, PROT_READ, MAP_SHARED, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	for (size_t i = 0; i < 5 * PG + 100; i++)
 		assert_int_equal(p[i], ft_pat(i, 1));
@@ -279,8 +265,8 @@ static void test_eof_tail_and_sigbus(void **state)
 	assert_int_equal(ft_touch(p + 7 * PG + 5, &v), SIGBUS);
 	assert_int_equal(upage_munmap(p, 8 * PG), 0);
 	/* Private: the same, never a zero page invented past the end. */
-	p = map_file(path, O_RDONLY, 8 * PG, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE, 0);
+	p = ft_map_file(path, O_RDONLY, 8 * PG, PROT_READ | PROT_WRITE,
+		        MAP_PRIVATE, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	assert_int_equal(ft_poke(p + 6 * PG, 1), SIGBUS);
 	assert_int_equal(ft_touch(p + 5 * PG + 99, &v), 0);
@@ -296,7 +282,7 @@ static void test_truncate_while_mapped(void **state)
 
 	path_of(path, "trunc");
 	assert_int_equal(ft_make_file(path, 1024 * PG, 1), 0);
-	p = map_file(path, O_RDWR, 1024 * PG, PROT_READ, MAP_SHARED, 0);
+	p = ft_map_file(path, O_RDWR, 1024 * PG, PROT_READ, MAP_SHARED, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	for (size_t i = 0; i < 16 * PG; i++)
 		assert_int_equal(p[i], ft_pat(i, 1));
@@ -322,19 +308,19 @@ static void test_protections(void **state)
 	path_of(path, "prot");
 	assert_int_equal(ft_make_file(path, 16 * PG, 1), 0);
 	/* No writable shared mapping from a read-only fd. */
-	p = map_file(path, O_RDONLY, 16 * PG, PROT_READ | PROT_WRITE,
-		     MAP_SHARED, 0);
+	p = ft_map_file(path, O_RDONLY, 16 * PG, PROT_READ | PROT_WRITE,
+		        MAP_SHARED, 0);
 	assert_ptr_equal(p, MAP_FAILED);
 	assert_int_equal(errno, EACCES);
 	/* Nor one made writable later. */
-	p = map_file(path, O_RDONLY, 16 * PG, PROT_READ, MAP_SHARED, 0);
+	p = ft_map_file(path, O_RDONLY, 16 * PG, PROT_READ, MAP_SHARED, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	assert_int_equal(upage_mprotect(p, 16 * PG, PROT_READ | PROT_WRITE), -1);
 	assert_int_equal(errno, EACCES);
 	assert_int_equal(ft_poke(p, 1), SIGSEGV);
 	assert_int_equal(upage_munmap(p, 16 * PG), 0);
 	/* A write-only fd cannot be mapped at all. */
-	p = map_file(path, O_WRONLY, 16 * PG, PROT_WRITE, MAP_SHARED, 0);
+	p = ft_map_file(path, O_WRONLY, 16 * PG, PROT_WRITE, MAP_SHARED, 0);
 	assert_ptr_equal(p, MAP_FAILED);
 	assert_int_equal(errno, EACCES);
 	/* A bad fd, a directory. */
@@ -348,7 +334,7 @@ static void test_protections(void **state)
 	assert_int_equal(errno, ENODEV);
 	close(fd);
 	/* PROT_NONE, then readable: the data arrives. */
-	p = map_file(path, O_RDWR, 16 * PG, PROT_NONE, MAP_SHARED, 0);
+	p = ft_map_file(path, O_RDWR, 16 * PG, PROT_NONE, MAP_SHARED, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	assert_int_equal(ft_touch(p, &v), SIGSEGV);
 	assert_int_equal(upage_mprotect(p, 16 * PG, PROT_READ), 0);
@@ -356,15 +342,15 @@ static void test_protections(void **state)
 	assert_int_equal(v, ft_pat(PG + 7, 1));
 	assert_int_equal(upage_munmap(p, 16 * PG), 0);
 	/* Exec. */
-	p = map_file(path, O_RDONLY, 16 * PG, PROT_READ | PROT_EXEC,
-		     MAP_PRIVATE, 0);
+	p = ft_map_file(path, O_RDONLY, 16 * PG, PROT_READ | PROT_EXEC,
+		        MAP_PRIVATE, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)p, perms, &off), 0);
 	assert_string_equal(perms, "r-xp");
 	assert_int_equal(p[3 * PG], ft_pat(3 * PG, 1));
 	assert_int_equal(upage_munmap(p, 16 * PG), 0);
 	/* An unaligned offset. */
-	p = map_file(path, O_RDONLY, PG, PROT_READ, MAP_SHARED, 100);
+	p = ft_map_file(path, O_RDONLY, PG, PROT_READ, MAP_SHARED, 100);
 	assert_ptr_equal(p, MAP_FAILED);
 	assert_int_equal(errno, EINVAL);
 	unlink(path);
@@ -449,7 +435,7 @@ static void test_writer_sync_then_sigkill(void **state)
 	assert_true(WIFSIGNALED(ft_finish(&hp, SIGKILL)));
 	/* Never synced, yet not lost: its exit writes it back; an msync
 	   of ours covers whatever is still in flight. */
-	p = map_file(path, O_RDONLY, 64 * PG, PROT_READ, MAP_SHARED, 0);
+	p = ft_map_file(path, O_RDONLY, 64 * PG, PROT_READ, MAP_SHARED, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
 	assert_int_equal(upage_msync(p, 64 * PG, MS_SYNC), 0);
 	assert_int_equal(ft_file_has(path, 0, 32 * PG, 2), 0);

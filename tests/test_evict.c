@@ -210,6 +210,46 @@ static void test_random_against_model(void **state)
 	evict_exit(&e);
 }
 
+/*
+ * A victim handed back (kept) is resident again at the end of probation
+ * and no refault; removal of a page the policy evicted keeps its ghost.
+ */
+static void test_keep_and_removed_ghost(void **state)
+{
+	struct evict e;
+	struct evict_victim v[2];
+
+	(void)state;
+	assert_int_equal(evict_init(&e, 100), 0);
+	for (unsigned long i = 0; i < 4; i++)
+		assert_int_equal(evict_page_added(&e, file_a, i), 0);
+	assert_int_equal(evict_pick(&e, v, 2), 2);
+	assert_int_equal(v[0].pgoff, 0);
+	assert_int_equal(v[1].pgoff, 1);
+	/* Page 0 could not go: kept, last in line, not a refault. */
+	assert_int_equal(evict_page_keep(&e, file_a, 0), 0);
+	assert_true(evict_is_resident(&e, file_a, 0));
+	assert_int_equal(evict_resident(&e), 3);
+	assert_int_equal(e.stats.refaults, 0);
+	assert_int_equal(e.stats.kept, 1);
+	/* Keeping a page that is tracked changes nothing. */
+	assert_int_equal(evict_page_keep(&e, file_a, 2), 0);
+	assert_int_equal(evict_resident(&e), 3);
+	/* Page 1 went: the cache reports it gone, the ghost stays... */
+	evict_page_removed(&e, file_a, 1);
+	assert_false(evict_is_resident(&e, file_a, 1));
+	/* ...so its return is a refault. */
+	assert_int_equal(evict_page_added(&e, file_a, 1), 1);
+	assert_int_equal(e.stats.refaults, 1);
+	/* Order now: 2, 3, 0 in probation; 1 protected. */
+	assert_int_equal(evict_pick(&e, v, 2), 2);
+	assert_int_equal(v[0].pgoff, 2);
+	assert_int_equal(v[1].pgoff, 3);
+	assert_int_equal(evict_pick(&e, v, 1), 1);
+	assert_int_equal(v[0].pgoff, 0);
+	evict_exit(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -219,6 +259,7 @@ int main(void)
 		cmocka_unit_test(test_second_chance_in_am),
 		cmocka_unit_test(test_forget_owner_and_removed),
 		cmocka_unit_test(test_random_against_model),
+		cmocka_unit_test(test_keep_and_removed_ghost),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,6 @@
 /*
  * test_io.c - daemon/io.c: io_uring reads, writes and fsyncs driven by a
- * libev loop, checked byte for byte against the file.
+ * libev loop, and copies on the copy threads, checked byte for byte.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -219,6 +220,123 @@ static void test_drain_waits_for_everything(void **state)
 	free(buf);
 }
 
+/* What a copy reported, and when among the others. */
+struct copy_result {
+	struct result r;
+	int *clock;
+	int order;
+};
+
+static void record_copy(void *arg, ssize_t res)
+{
+	struct copy_result *c = arg;
+
+	record(&c->r, res);
+	c->order = (*c->clock)++;
+}
+
+static int memfd_of(size_t size)
+{
+	int fd = memfd_create("test-io", MFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	return fd;
+}
+
+/* From memory and from a file, into a memfd at the same offsets. */
+static void test_copy_fills_memfd(void **state)
+{
+	struct fixture *f = *state;
+	unsigned char *back = malloc(FILE_BYTES);
+	int mfd = memfd_of(FILE_BYTES);
+	struct result a = { 0 }, b = { 0 };
+
+	assert_int_equal(io_copy(&f->io, f->fd, NULL, mfd, FILE_BYTES / 2, 0, 0,
+				 record, &a), 0);
+	assert_int_equal(io_copy(&f->io, -1, f->expect + FILE_BYTES / 2, mfd,
+				 FILE_BYTES / 2, FILE_BYTES / 2,
+				 IO_COPY_URGENT, record, &b), 0);
+	/* Callbacks come from the loop only. */
+	assert_int_equal(a.calls + b.calls, 0);
+	run_until_idle(f);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(b.calls, 1);
+	assert_int_equal(a.res, FILE_BYTES / 2);
+	assert_int_equal(b.res, FILE_BYTES / 2);
+	assert_int_equal(pread(mfd, back, FILE_BYTES, 0), FILE_BYTES);
+	assert_memory_equal(back, f->expect, FILE_BYTES);
+	assert_int_equal(f->io.stats.copies, 2);
+	assert_int_equal(f->io.stats.copy_bytes, FILE_BYTES);
+	close(mfd);
+	free(back);
+}
+
+/* A source that ends early gives the shorter count; errors reach done. */
+static void test_copy_short_and_errors(void **state)
+{
+	struct fixture *f = *state;
+	int mfd = memfd_of(FILE_BYTES), rdonly;
+	struct result r = { 0 }, e = { 0 };
+	unsigned char back[100];
+
+	assert_int_equal(io_copy(&f->io, f->fd, NULL, mfd, 8192,
+				 FILE_BYTES - 100, 0, record, &r), 0);
+	rdonly = open(f->path, O_RDONLY | O_CLOEXEC);
+	assert_true(rdonly >= 0);
+	assert_int_equal(io_copy(&f->io, -1, f->expect, rdonly, 4096, 0, 0,
+				 record, &e), 0);
+	run_until_idle(f);
+	assert_int_equal(r.res, 100);
+	assert_int_equal(pread(mfd, back, 100, FILE_BYTES - 100), 100);
+	assert_memory_equal(back, f->expect + FILE_BYTES - 100, 100);
+	assert_int_equal(e.calls, 1);
+	assert_int_equal(e.res, -EBADF);
+	close(rdonly);
+	assert_int_equal(io_copy(&f->io, -1, NULL, mfd, 4096, 0, 0, record, &r),
+			 -EINVAL);
+	assert_int_equal(io_copy(&f->io, f->fd, NULL, -1, 4096, 0, 0, record,
+				 &r), -EINVAL);
+	assert_int_equal(f->io.inflight, 0);
+	close(mfd);
+}
+
+/* An urgent copy overtakes the ones still queued, and drain waits for all. */
+static void test_copy_urgent_overtakes(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 32, LEN = FILE_BYTES / N };
+	struct copy_result c[N + 1];
+	unsigned char *back = malloc(FILE_BYTES);
+	int clock = 0, mfd = memfd_of(FILE_BYTES), waiting;
+
+	memset(c, 0, sizeof(c));
+	for (int i = 0; i <= N; i++)
+		c[i].clock = &clock;
+	for (int i = 0; i < N; i++)
+		assert_int_equal(io_copy(&f->io, -1, f->expect + i * LEN, mfd,
+					 LEN, (off_t)i * LEN, 0, record_copy,
+					 &c[i]), 0);
+	assert_int_equal(io_copy(&f->io, f->fd, NULL, mfd, LEN, 0,
+				 IO_COPY_URGENT, record_copy, &c[N]), 0);
+	/* Still waiting now: the urgent copy, unless begun, and others. */
+	pthread_mutex_lock(&f->io.lock);
+	waiting = (int)f->io.todo_count;
+	pthread_mutex_unlock(&f->io.lock);
+	io_drain(&f->io);
+	assert_int_equal(f->io.inflight, 0);
+	for (int i = 0; i <= N; i++) {
+		assert_int_equal(c[i].r.calls, 1);
+		assert_int_equal(c[i].r.res, LEN);
+	}
+	/* The others still waiting then all end after it. */
+	assert_true(c[N].order <= N - waiting + 1);
+	assert_int_equal(pread(mfd, back, FILE_BYTES, 0), FILE_BYTES);
+	assert_memory_equal(back, f->expect, FILE_BYTES);
+	close(mfd);
+	free(back);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -233,6 +351,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_errors_reach_the_callback,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drain_waits_for_everything,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_fills_memfd, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_copy_short_and_errors,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_copy_urgent_overtakes,
 						setup, teardown),
 	};
 

@@ -159,6 +159,14 @@ static void test_config_errors_name_the_line(void **state)
 	assert_int_equal(run_upaged(&p, "-C", conf, NULL, NULL), 2);
 	assert_non_null(strstr(p.out, "bad.conf:1: spin-us:"));
 
+	write_file(conf, "max-resident = 12Q\n");
+	assert_int_equal(run_upaged(&p, "--config", conf, NULL, NULL), 2);
+	assert_non_null(strstr(p.out, "bad.conf:1: max-resident: '12Q'"));
+
+	write_file(conf, "max-resident = 100K\n");
+	assert_int_equal(run_upaged(&p, "--config", conf, NULL, NULL), 2);
+	assert_non_null(strstr(p.out, "bad.conf:1: max-resident: '100K'"));
+
 	write_file(conf, "foreground = maybe\n");
 	assert_int_equal(run_upaged(&p, "--config", conf, NULL, NULL), 2);
 	assert_non_null(strstr(p.out, "bad.conf:1: foreground: 'maybe'"));
@@ -199,7 +207,8 @@ static void test_config_file_and_flags(void **state)
 		 "foreground = yes\n"
 		 "\tlog-level =\twarn\n"
 		 "cluster = 32\n"
-		 "spin-us = 0\n", tmpdir, TEST_GID);
+		 "spin-us = 0\n"
+		 "max-resident=1g\n", tmpdir, TEST_GID);
 	write_file(conf, text);
 	assert_int_equal(run_upaged(&p, "--config", conf, "--print-config",
 				    NULL), 0);
@@ -209,19 +218,21 @@ static void test_config_file_and_flags(void **state)
 		 "foreground = yes\n"
 		 "log-level = warn\n"
 		 "cluster = 32\n"
-		 "spin-us = 0\n", tmpdir, TEST_GID);
+		 "spin-us = 0\n"
+		 "max-resident = 1024M\n", tmpdir, TEST_GID);
 	assert_string_equal(p.out, want);
 
 	/* Flags win over the file, wherever they stand. */
 	{
 		const char *argv[] = { harness_bin(), "--cluster", "7",
 				       "--print-config", "--config", conf,
-				       "--spin-us", "250", NULL };
+				       "--spin-us", "250", "-m", "300K", NULL };
 
 		proc_start(&p, argv, NULL);
 		assert_int_equal(proc_finish(&p), 0);
 		assert_non_null(strstr(p.out, "cluster = 7\n"));
 		assert_non_null(strstr(p.out, "spin-us = 250\n"));
+		assert_non_null(strstr(p.out, "max-resident = 300K\n"));
 		assert_non_null(strstr(p.out, "log-level = warn\n"));
 	}
 

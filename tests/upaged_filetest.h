@@ -12,6 +12,7 @@
 #define UPAGED_FILETEST_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -19,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +54,71 @@ static inline int ft_make_file(const char *path, uint64_t size, unsigned seed)
 	}
 	close(fd);
 	return 0;
+}
+
+/* Writes size bytes to fd, each 8-byte word its own offset; 0 or -errno. */
+static inline int ft_fill_offsets(int fd, uint64_t size)
+{
+	const size_t chunk = 1 << 20;
+	uint64_t *buf = malloc(chunk);
+
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t off = 0; off < size; off += chunk) {
+		size_t n = size - off < chunk ? size - off : chunk;
+
+		for (size_t i = 0; i < n / 8; i++)
+			buf[i] = off + i * 8;
+		if (pwrite(fd, buf, n, (off_t)off) != (ssize_t)n) {
+			free(buf);
+			return -EIO;
+		}
+	}
+	free(buf);
+	return fsync(fd) < 0 ? -errno : 0;
+}
+
+/*
+ * A benchmark's file, named from name in $UPAGE_BENCH_DIR (default
+ * /var/tmp: a disk, not tmpfs) into path, filled by ft_fill_offsets().
+ * Returns its fd (read-write), or -1 with errno set.
+ */
+static inline int ft_bench_file(char *path, size_t pathlen, const char *name,
+				uint64_t size)
+{
+	const char *d = getenv("UPAGE_BENCH_DIR");
+	int fd, r;
+
+	snprintf(path, pathlen, "%s/%s-XXXXXX", d && *d ? d : "/var/tmp",
+		 name);
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	r = ft_fill_offsets(fd, size);
+	if (r < 0) {
+		close(fd);
+		errno = -r;
+		return -1;
+	}
+	return fd;
+}
+
+/* perm[0..n) a random order of 0..n-1, the same for the same seed. */
+static inline void ft_shuffle(uint32_t *perm, uint32_t n, uint64_t seed)
+{
+	for (uint32_t i = 0; i < n; i++)
+		perm[i] = i;
+	for (uint32_t i = n - 1; i > 0; i--) {
+		uint32_t j, x;
+
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		j = (uint32_t)(seed % (i + 1));
+		x = perm[i];
+		perm[i] = perm[j];
+		perm[j] = x;
+	}
 }
 
 /* 0 if [off, off + len) of the file at path is pattern seed, else -1. */
@@ -265,7 +333,121 @@ static inline void ft_wait_for_eof(void)
 		;
 }
 
+/*
+ * The daemon's page cache as the kernel holds it: the allocated bytes of
+ * every memfd named "upaged-cache" among daemon pid's descriptors, each
+ * counted once (an object may hold its memfd open twice, read-write and
+ * read-only). -1 if /proc/PID/fd cannot be read.
+ */
+static inline long long ft_daemon_cache_bytes(pid_t pid)
+{
+	char path[64], fpath[64 + 256], link[128];
+	ino_t seen[256];
+	size_t nseen = 0, i;
+	long long sum = 0;
+	struct dirent *e;
+	struct stat st;
+	ssize_t n;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(fpath, sizeof(fpath), "%s/%s", path, e->d_name);
+		n = readlink(fpath, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		/* A descriptor closed since readdir() is simply not counted. */
+		if (strncmp(link, "/memfd:upaged-cache", 19) ||
+		    stat(fpath, &st) < 0)
+			continue;
+		for (i = 0; i < nseen && seen[i] != st.st_ino; i++)
+			;
+		if (i < nseen)
+			continue;
+		if (nseen < sizeof(seen) / sizeof(seen[0]))
+			seen[nseen++] = st.st_ino;
+		sum += (long long)st.st_blocks * 512;
+	}
+	closedir(d);
+	return sum;
+}
+
+#ifdef UPAGE_PROTO_H
+/* A connection for ft_status(), as upagectl opens one; fd or -errno. */
+static inline int ft_status_connect(const char *sock)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t len = strlen(sock);
+	int s;
+
+	if (len >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, sock, len + 1);
+	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		close(s);
+		return r;
+	}
+	return s;
+}
+
+/* The daemon's STATUS reply on connection s; 0 or -errno. */
+static inline int ft_status(int s, struct upage_status_reply *out)
+{
+	struct upage_hdr q = { .version = UPAGE_PROTO_VERSION,
+			       .type = UPAGE_MSG_STATUS, .len = sizeof(q),
+			       .id = 7 };
+	ssize_t n;
+
+	if (send(s, &q, sizeof(q), MSG_NOSIGNAL) != (ssize_t)sizeof(q))
+		return -errno;
+	n = recv(s, out, sizeof(*out), 0);
+	if (n < 0)
+		return -errno;
+	if (n != (ssize_t)sizeof(*out) || out->hdr.id != q.id ||
+	    out->hdr.type != (UPAGE_MSG_STATUS | UPAGE_MSG_REPLY))
+		return -EBADMSG;
+	return out->error;
+}
+
+/* The same on a connection of its own, for a single look. */
+static inline int ft_status_of(const char *sock, struct upage_status_reply *out)
+{
+	int s = ft_status_connect(sock), r;
+
+	if (s < 0)
+		return s;
+	r = ft_status(s, out);
+	close(s);
+	return r;
+}
+#endif
+
 #ifdef UPAGE_UPAGE_H
+/* Maps path (opened with oflags) and returns the mapping or MAP_FAILED. */
+static inline void *ft_map_file(const char *path, int oflags, size_t len,
+				int prot, int flags, off_t off)
+{
+	int fd = open(path, oflags | O_CLOEXEC);
+	void *p;
+
+	if (fd < 0)
+		return MAP_FAILED;
+	p = upage_mmap(NULL, len, prot, flags, fd, off);
+	close(fd);
+	return p;
+}
+
 /*
  * The helper role "reader SOCK PATH FIRST NPAGES": another client maps
  * NPAGES of PATH (pattern 1) shared from page FIRST, checks every byte,

@@ -163,6 +163,28 @@ static inline int harness_connect(struct harness *h, unsigned long arena_size)
 	return upage_connect(&o);
 }
 
+/*
+ * A benchmark's daemon (extra arguments as for harness_start_args()) and
+ * this process connected to it with a 4 GiB arena: 0, or the status to
+ * exit with (77: no userfaultfd to hand over).
+ */
+static inline int harness_bench_start(struct harness *h,
+				      const char *const *extra)
+{
+	struct upage_options o = { .arena_size = 4UL << 30 };
+
+	if (harness_start_args(h, extra) < 0) {
+		fprintf(stderr, "bench: cannot start %s\n", harness_bin());
+		return 1;
+	}
+	o.socket_path = h->sock;
+	if (upage_connect(&o) < 0) {
+		fprintf(stderr, "bench: cannot connect\n");
+		return 77;
+	}
+	return 0;
+}
+
 /* cmocka group set-up and tear-down: one daemon for the whole group. */
 static inline int harness_group_start(struct harness *h,
 				      unsigned long arena_size)

@@ -26,7 +26,7 @@
 
 #include <stdint.h>
 
-#define UPAGE_PROTO_VERSION 2 /* 2: queries, file paging (MAP_COMMIT, RMAP_QUERY) */
+#define UPAGE_PROTO_VERSION 3 /* 3: memory budget figures in STATUS */
 /* No message, request or reply, is larger than this. */
 #define UPAGE_MSG_MAX 4096
 /* Default socket; --socket PATH and $UPAGED_SOCKET override it. */
@@ -310,6 +310,19 @@ struct upage_status_reply {
 	uint64_t evicted_pages;
 	uint64_t io_errors;
 	struct upage_counters global;
+	/*
+	 * Memory budget (--max-resident). resident_pages stays at most
+	 * budget_pages plus reads in flight; eviction runs from there down
+	 * to low_pages.
+	 */
+	uint64_t budget_pages;       /* 0: no budget */
+	uint64_t low_pages;
+	uint64_t resident_peak_pages; /* highest resident_pages seen */
+	uint64_t evict_runs;         /* times the budget was enforced */
+	uint64_t evict_writeback_pages; /* dirty victims written first */
+	uint64_t evict_kept_pages;   /* victims kept: written again, busy */
+	uint64_t refaults;           /* pages read again soon after eviction */
+	uint64_t advised_pages;      /* pages read or dropped on MADV_* */
 };
 
 /*

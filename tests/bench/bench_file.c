@@ -29,6 +29,7 @@
 #include <upage/upage.h>
 
 #include "../upaged_harness.h"
+#include "../upaged_filetest.h"
 
 #define PG 4096UL
 #define SIZE (1UL << 30)
@@ -54,28 +55,8 @@ static double now_s(void)
 
 static int make_file(void)
 {
-	const char *d = getenv("UPAGE_BENCH_DIR");
-	uint64_t *buf = malloc(1 << 20);
-
-	if (!buf)
-		return -1;
-	snprintf(path, sizeof(path), "%s/upaged-bench-XXXXXX",
-		 d && *d ? d : "/var/tmp");
-	file_fd = mkostemp(path, O_CLOEXEC);
-	if (file_fd < 0) {
-		free(buf);
-		return -1;
-	}
-	for (uint64_t off = 0; off < SIZE; off += 1 << 20) {
-		for (uint64_t i = 0; i < (1 << 20) / 8; i++)
-			buf[i] = off + i * 8;
-		if (pwrite(file_fd, buf, 1 << 20, (off_t)off) != 1 << 20) {
-			free(buf);
-			return -1;
-		}
-	}
-	free(buf);
-	return fsync(file_fd);
+	file_fd = ft_bench_file(path, sizeof(path), "upaged-bench", SIZE);
+	return file_fd < 0 ? -1 : 0;
 }
 
 static void make_cold(void)
@@ -251,23 +232,15 @@ int main(void)
 		{ "cold, 2 processes, sequential", false, false, 0 },
 	};
 	const char *only = getenv("UPAGE_BENCH_ONLY"), *rs;
-	struct upage_options o;
-	uint64_t seed = 0x9e3779b97f4a7c15ULL;
+	int r;
 
 	rs = getenv("UPAGE_BENCH_RUNS");
 	if (rs && atoi(rs) > 0)
 		runs = atoi(rs) > RUNS_MAX ? RUNS_MAX : atoi(rs) | 1;
 
-	if (harness_start(&h) < 0) {
-		fprintf(stderr, "bench: cannot start %s\n", harness_bin());
-		return 1;
-	}
-	o = (struct upage_options){ .socket_path = h.sock,
-				    .arena_size = 4UL << 30 };
-	if (upage_connect(&o) < 0) {
-		fprintf(stderr, "bench: cannot connect\n");
-		return 77;
-	}
+	r = harness_bench_start(&h, NULL);
+	if (r)
+		return r;
 	if (make_file() < 0) {
 		fprintf(stderr, "bench: cannot write %s: %s\n", path,
 			strerror(errno));
@@ -275,19 +248,9 @@ int main(void)
 		return 1;
 	}
 	perm = malloc(NPAGES * sizeof(*perm));
-	for (uint32_t i = 0; i < NPAGES; i++)
-		perm[i] = i;
-	for (uint32_t i = NPAGES - 1; i > 0; i--) {
-		uint32_t j, x;
-
-		seed ^= seed << 13;
-		seed ^= seed >> 7;
-		seed ^= seed << 17;
-		j = (uint32_t)(seed % (i + 1));
-		x = perm[i];
-		perm[i] = perm[j];
-		perm[j] = x;
-	}
+	if (!perm)
+		return 1;
+	ft_shuffle(perm, NPAGES, 0x9e3779b97f4a7c15ULL);
 	make_cold();
 	printf("\n### bench_file: 1 GiB file, first touch of every page "
 	       "(median of %d runs)\n\n", runs);
