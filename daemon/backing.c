@@ -427,6 +427,9 @@ static bool backing_fails_reads(const struct backing *b)
 
 static int backing_read_bounce(struct backing_read_io *rio);
 
+/* Runs up to this many bytes are copied into the memfd by the loop. */
+#define BACKING_INLINE_COPY (2 * PAGE_SIZE)
+
 /* The copy into the memfd ended: the run is in, or failed. */
 static void backing_copy_done(void *arg, ssize_t res)
 {
@@ -475,6 +478,26 @@ static void backing_read_done(void *arg, ssize_t res)
 		len = 0;
 	else if (rio->first + rio->npages > b->npages)
 		len = (b->npages - rio->first) * PAGE_SIZE;
+	/* A page or two (a random fault): copied here, at once, which
+	   costs less than handing it to the copy thread and back. */
+	if (len && len <= BACKING_INLINE_COPY) {
+		ssize_t n = 0, w;
+
+		while ((size_t)n < len) {
+			w = pwrite(b->memfd, (char *)rio->bounce + n,
+				   len - (size_t)n,
+				   (off_t)(rio->first * PAGE_SIZE) + n);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				n = w < 0 ? -errno : -EIO;
+				break;
+			}
+			n += w;
+		}
+		backing_copy_done(rio, n);
+		return;
+	}
 	/* Into the memfd with write(2) semantics, on a copy thread: the
 	   loop goes on serving faults meanwhile. */
 	err = len ? io_copy(b->table->io, -1, rio->bounce, b->memfd, len,

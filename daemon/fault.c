@@ -583,11 +583,23 @@ static int fault_drain(struct umm *u)
 			 * for at most spin_us after the last message and
 			 * spin_budget_us per call, so others are not starved.
 			 */
-			if (!last || !upaged.spin_ns)
+			if (!start || !upaged.spin_ns)
 				break;
 			now = fault_now_ns();
-			if (now - last > upaged.spin_ns ||
-			    now - start > 8 * upaged.spin_ns + 100000)
+			if (now - start > 8 * upaged.spin_ns + 100000)
+				break;
+			/*
+			 * A thread waits for a read: its completion is
+			 * polled for too, within the same budget, so that
+			 * the wake-up follows the disk at once.
+			 */
+			if (file_waiting()) {
+				if (file_poll())
+					last = fault_now_ns();
+				__builtin_ia32_pause();
+				continue;
+			}
+			if (!last || now - last > upaged.spin_ns)
 				break;
 			__builtin_ia32_pause();
 			continue;

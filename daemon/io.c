@@ -435,6 +435,19 @@ static void io_eventfd_cb(struct ev_loop *loop, ev_io *w, int revents)
 	io_reap_copies(io);
 }
 
+bool io_poll(struct io_ctx *io)
+{
+	io_flush(io);
+	/* The copy thread's list is read without its lock: a glance, and
+	   io_reap_copies() takes the lock. */
+	if (!io_uring_cq_ready(&io->ring) &&
+	    !__atomic_load_n(&io->done, __ATOMIC_ACQUIRE))
+		return false;
+	io_reap(io);
+	io_reap_copies(io);
+	return true;
+}
+
 static void io_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	(void)loop;

@@ -100,5 +100,11 @@ int io_copy(struct io_ctx *io, int in_fd, const void *buf, int out_fd,
 void io_flush(struct io_ctx *io);
 /* Runs completions until nothing is in flight. */
 void io_drain(struct io_ctx *io);
+/*
+ * Submits what is queued, then reports what has finished, if anything,
+ * without waiting: true if something had. For a caller that polls while a
+ * client waits on a read (cheaper than a sleep and a wake-up).
+ */
+bool io_poll(struct io_ctx *io);
 
 #endif

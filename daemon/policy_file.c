@@ -54,6 +54,7 @@ struct file_waiter {
 	unsigned long pgoff;
 	struct umm *u;
 	unsigned long addr;
+	bool write;   /* a write through a tracked writable shared mapping */
 };
 
 /* An msync waiting for its write-backs (and fsyncs) to end. */
@@ -95,6 +96,12 @@ static void file_ready(struct backing *b, unsigned long first,
 			log_warn("%s: page %lu: read failed: %s", b->path,
 				 w->pgoff, strerror(-err));
 			fault_poison(w->u, w->addr, PAGE_SIZE);
+		} else if (w->write && backing_resident(b, w->pgoff)) {
+			/* It writes as soon as it runs: dirty now, and
+			   writable now, rather than after a WP fault. */
+			backing_mark_dirty(b, w->pgoff, 1);
+			if (fault_protect(w->u, w->addr, PAGE_SIZE, false) < 0)
+				fault_wake(w->u, w->addr, PAGE_SIZE);
 		} else {
 			fault_wake(w->u, w->addr, PAGE_SIZE);
 		}
@@ -129,6 +136,21 @@ int file_init(struct ev_loop *loop)
 	}
 	file_ready_ok = true;
 	return 0;
+}
+
+bool file_poll(void)
+{
+	return file_ready_ok && nwaiters && io_poll(&file_io);
+}
+
+/*
+ * Worth polling for: a thread waits for a read and the copy thread is
+ * idle (a long copy keeps a core busy, which the waiting client then needs
+ * more than the daemon does).
+ */
+bool file_waiting(void)
+{
+	return nwaiters != 0 && !file_io.copying;
 }
 
 void file_quiesce(void)
@@ -179,7 +201,7 @@ void file_client_gone(struct client *c)
 }
 
 static int file_add_waiter(struct backing *b, unsigned long pgoff,
-			   struct umm *u, unsigned long addr)
+			   struct umm *u, unsigned long addr, bool write)
 {
 	if (nwaiters == waiters_cap) {
 		size_t cap = waiters_cap ? 2 * waiters_cap : 64;
@@ -190,7 +212,7 @@ static int file_add_waiter(struct backing *b, unsigned long pgoff,
 		waiters = p;
 		waiters_cap = cap;
 	}
-	waiters[nwaiters++] = (struct file_waiter){ b, pgoff, u, addr };
+	waiters[nwaiters++] = (struct file_waiter){ b, pgoff, u, addr, write };
 	return 0;
 }
 
@@ -313,7 +335,7 @@ static void file_readahead(struct backing *b, unsigned long pgoff)
  * mapping; the window of other readers of the file is left as it is.
  */
 static int file_fault_one(struct backing *b, struct umm *u,
-			  unsigned long pgoff, unsigned long addr)
+			  unsigned long pgoff, unsigned long addr, bool write)
 {
 	int r;
 
@@ -325,7 +347,7 @@ static int file_fault_one(struct backing *b, struct umm *u,
 	} else if (r < 0) {
 		log_warn("%s: page %lu: %s", b->path, pgoff, strerror(-r));
 		fault_poison(u, addr, PAGE_SIZE);
-	} else if (file_add_waiter(b, pgoff, u, addr) < 0) {
+	} else if (file_add_waiter(b, pgoff, u, addr, write) < 0) {
 		fault_wake(u, addr, PAGE_SIZE); /* refaults later */
 	}
 	return 0;
@@ -337,6 +359,8 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 	struct backing *b = backing_of(vma);
 	struct umm *u = fault_umm(vmf);
 	unsigned long addr = vmf->address;
+	bool write = (vmf->flags & FAULT_FLAG_WRITE) && umm_tracks(u) &&
+		     vma_writes_shared(vma);
 	bool around = false;
 	int r;
 
@@ -359,7 +383,7 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 		return -EAGAIN; /* fault.c retries it */
 	reclaim_fault_hint(vma, vmf->pgoff);
 	if (vma->vm_flags & VM_RAND_READ)
-		return file_fault_one(b, u, vmf->pgoff, addr);
+		return file_fault_one(b, u, vmf->pgoff, addr, write);
 	if ((vma->vm_flags & VM_SEQ_READ) &&
 	    !(b->ra_size && vmf->pgoff >= b->ra_start &&
 	      vmf->pgoff <= b->ra_start + b->ra_size)) {
@@ -413,7 +437,7 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 		return 0;
 	}
 	if (r == 0) {
-		if (file_add_waiter(b, vmf->pgoff, u, addr) < 0)
+		if (file_add_waiter(b, vmf->pgoff, u, addr, write) < 0)
 			fault_wake(u, addr, PAGE_SIZE); /* refaults later */
 		/* A thread waits on the disk: its read goes now, not when
 		   the loop next sleeps. */
