@@ -115,6 +115,7 @@ static void backing_destroy(struct backing *b)
 	free(b->reading);
 	free(b->dirty);
 	free(b->writing);
+	free(b->stale);
 	free(b);
 }
 
@@ -206,9 +207,11 @@ static int backing_create(struct backing_table *t, int fd,
 	b->reading = calloc(words, sizeof(uint64_t));
 	b->dirty = calloc(words, sizeof(uint64_t));
 	b->writing = calloc(reserve_pages ? reserve_pages : 1, 1);
+	b->stale = calloc(words, sizeof(uint64_t));
 	b->view = MAP_FAILED;
 	err = -ENOMEM;
-	if (!b->resident || !b->reading || !b->dirty || !b->writing)
+	if (!b->resident || !b->reading || !b->dirty || !b->writing ||
+	    !b->stale)
 		goto fail;
 	b->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	b->memfd = memfd_create("upaged-cache", MFD_CLOEXEC);
@@ -378,6 +381,30 @@ static void backing_bounce_put(struct backing_table *t, void *p, size_t len)
 	}
 }
 
+/* Reads page i of the file again into the memfd, at once (it was just
+   written, so it is in the kernel's page cache). */
+static int backing_reread(struct backing *b, unsigned long i)
+{
+	ssize_t got;
+
+	do
+		got = pread(b->fd, b->view + i * PAGE_SIZE, PAGE_SIZE,
+			    (off_t)(i * PAGE_SIZE));
+	while (got < 0 && errno == EINTR);
+	if (got < 0)
+		return -errno;
+	memset(b->view + i * PAGE_SIZE + got, 0, PAGE_SIZE - (size_t)got);
+	return 0;
+}
+
+void backing_mark_stale(struct backing *b, unsigned long first,
+			unsigned long npages)
+{
+	for (unsigned long i = first; i < first + npages && i < b->npages; i++)
+		if (page_test(b->reading, i))
+			page_set(b->stale, i);
+}
+
 static void backing_read_finish(struct backing_read_io *rio, int err)
 {
 	struct backing *b = rio->b;
@@ -388,6 +415,13 @@ static void backing_read_finish(struct backing_read_io *rio, int err)
 	for (i = rio->first; i < rio->first + rio->npages; i++) {
 		if (!page_test(b->reading, i))
 			continue;
+		if (page_test(b->stale, i)) {
+			/* The file changed while this read ran: what it
+			   brought may be older than the file. */
+			page_clear(b->stale, i);
+			if (!err && i < b->npages)
+				err = backing_reread(b, i);
+		}
 		page_clear(b->reading, i);
 		b->table->reading_pages--;
 		if (!err && i < b->npages && !page_test(b->resident, i))

@@ -77,6 +77,7 @@ struct backing {
 	uint64_t *reading;
 	uint64_t *dirty;
 	uint8_t *writing;          /* write-backs of each page in flight */
+	uint64_t *stale;           /* being read while the file changed */
 	unsigned long nr_resident;
 	unsigned long nr_dirty;
 	/* Readahead: the last window read and its size, pages. */
@@ -174,6 +175,13 @@ void backing_forget(struct backing *b, unsigned long pgoff);
  */
 int backing_readahead(struct backing *b, unsigned long first,
 		      unsigned long npages);
+
+/*
+ * The file changed behind the page cache (MS_INVALIDATE): pages of
+ * [first, first + npages) being read are read again when their read ends.
+ */
+void backing_mark_stale(struct backing *b, unsigned long first,
+			unsigned long npages);
 
 /* Marks pages dirty (the client wrote through a shared mapping). */
 void backing_mark_dirty(struct backing *b, unsigned long first,

@@ -746,8 +746,10 @@ static int file_invalidate(struct umm *u, unsigned long addr,
 		file_check_size(b);
 		first = vma_pgoff_at(vma, s0);
 		last = vma_pgoff_at(vma, e0 - 1);
-		if (first < b->npages)
+		if (first < b->npages) {
+			backing_mark_stale(b, first, last - first + 1);
 			r = file_refresh(b, first, last - first + 1);
+		}
 	}
 	return r;
 }

@@ -592,32 +592,6 @@ static int pl_file_ranges(int fd, int slot, struct pl_range *out)
  */
 enum { PL_BEFORE_READ, PL_BEFORE_WRITE, PL_AFTER_WRITE };
 
-/*
- * Is any page of [a, a + len) of our mapping in the daemon's page cache?
- * mincore() of a mapping of the cache tells, with no round trip; pages
- * that are not there need no refresh. Large ranges: assume yes.
- */
-static bool pl_cached_any(unsigned long a, unsigned long len)
-{
-	unsigned char vec[256];
-
-	if (len > 64UL << 20)
-		return true;
-	while (len) {
-		unsigned long n = len / PL_PAGE < sizeof(vec) ?
-				  len / PL_PAGE : sizeof(vec);
-
-		if (mincore((void *)a, n * PL_PAGE, vec) < 0)
-			return true;
-		for (unsigned long i = 0; i < n; i++)
-			if (vec[i] & 1)
-				return true;
-		a += n * PL_PAGE;
-		len -= n * PL_PAGE;
-	}
-	return false;
-}
-
 static void pl_file_around(int fd, const struct stat *st, off_t off,
 			   size_t len, int when)
 {
@@ -663,9 +637,6 @@ static void pl_file_around(int fd, const struct stat *st, off_t off,
 		if (f > l)
 			continue;
 		a = r[i].start + (f - r[i].pgoff) * PL_PAGE;
-		if (when == PL_AFTER_WRITE &&
-		    !pl_cached_any(a, (l - f + 1) * PL_PAGE))
-			continue;
 		upage_msync((void *)a, (l - f + 1) * PL_PAGE,
 			    when == PL_AFTER_WRITE ? MS_INVALIDATE : MS_SYNC);
 		if (when != PL_AFTER_WRITE)
