@@ -733,6 +733,13 @@ static int file_invalidate(struct umm *u, unsigned long addr,
 	struct vm_area_struct *vma;
 	int r = 0;
 
+	/*
+	 * A page being written back (by eviction, say) holds what it held
+	 * before the file changed, and is not refreshed while the write
+	 * runs; nor is a page being read. Both end first: the loop waits
+	 * for the I/O in flight, as msync(MS_SYNC) does.
+	 */
+	io_drain(&file_io);
 	vma = find_vma_intersection(&u->mm, addr, end);
 	for (; vma && vma->vm_start < end && !r; vma = vma_next(vma)) {
 		unsigned long s0 = vma->vm_start > addr ? vma->vm_start : addr;
