@@ -158,6 +158,26 @@ static void node_forget(struct evict *e, struct evict_node *n)
 	node_free(e, n);
 }
 
+/* Page (owner, pgoff) joins the end of probation, in node n (a ghost taken
+   off its list) or a new one. */
+static int probation_add(struct evict *e, const void *owner,
+			 unsigned long pgoff, struct evict_node *n)
+{
+	if (!n) {
+		n = node_alloc(e);
+		if (!n)
+			return -ENOMEM;
+		n->owner = owner;
+		n->pgoff = pgoff;
+		hash_add(e, n);
+	}
+	n->queue = EVICT_A1IN;
+	n->referenced = 0;
+	list_add_tail(&e->a1in, n);
+	maybe_grow(e);
+	return 0;
+}
+
 int evict_init(struct evict *e, size_t budget)
 {
 	size_t want = 1024;
@@ -210,16 +230,7 @@ int evict_page_added(struct evict *e, const void *owner, unsigned long pgoff)
 		n->referenced = 1;
 		return 0;
 	}
-	n = node_alloc(e);
-	if (!n)
-		return -ENOMEM;
-	n->owner = owner;
-	n->pgoff = pgoff;
-	n->queue = EVICT_A1IN;
-	hash_add(e, n);
-	list_add_tail(&e->a1in, n);
-	maybe_grow(e);
-	return 0;
+	return probation_add(e, owner, pgoff, NULL);
 }
 
 void evict_page_referenced(struct evict *e, const void *owner,
@@ -247,21 +258,11 @@ int evict_page_keep(struct evict *e, const void *owner, unsigned long pgoff)
 
 	if (n && n->queue != EVICT_GHOST)
 		return 0;
-	if (n) {
+	if (n)
 		list_del(&e->ghosts, n);
-	} else {
-		n = node_alloc(e);
-		if (!n)
-			return -ENOMEM;
-		n->owner = owner;
-		n->pgoff = pgoff;
-		hash_add(e, n);
-	}
-	n->queue = EVICT_A1IN;
-	n->referenced = 0;
-	list_add_tail(&e->a1in, n);
+	if (probation_add(e, owner, pgoff, n) < 0)
+		return -ENOMEM;
 	e->stats.kept++;
-	maybe_grow(e);
 	return 0;
 }
 

@@ -88,6 +88,29 @@ static void reclaim_keep(struct backing *b, unsigned long first,
 }
 
 /*
+ * Write-protects w's part of pages [first, last] (*f..*l): 0 (also when
+ * its process is gone), 1 if w needs none (it cannot write them shared,
+ * or maps none of them), -EOPNOTSUPP for an untracked writer, or -errno.
+ */
+static int reclaim_protect_vma(struct vm_area_struct *w, unsigned long first,
+			       unsigned long last, unsigned long *f,
+			       unsigned long *l)
+{
+	struct umm *u = umm_of(w);
+	int r;
+
+	if (!vma_may_write_shared(w) || !vma_clip(w, first, last, f, l))
+		return 1;
+	if (!umm_tracks(u))
+		/* Not writable now: an mprotect to writing comes first,
+		   and the pages count as written from then on. */
+		return vma_writes_shared(w) ? -EOPNOTSUPP : 1;
+	r = fault_protect(u, vma_address(w, *f), (*l - *f + 1) << PAGE_SHIFT,
+			  true);
+	return r == -ESRCH ? 0 : r;
+}
+
+/*
  * After a hole punch over [first, first + n): a fault racing with the
  * punch can leave a writer's entry empty rather than write-protected (the
  * kernel drops the marker of a page table entry it zaps while truncating a
@@ -103,19 +126,14 @@ static void reclaim_rearm(struct backing *b, unsigned long first,
 	struct vm_area_struct *w;
 
 	rmap_for_each(w, &b->as, first, last) {
-		struct umm *u = umm_of(w);
-		int r;
+		int r = reclaim_protect_vma(w, first, last, &f, &l);
 
-		if (!vma_may_write_shared(w) || !umm_tracks(u) ||
-		    !vma_clip(w, first, last, &f, &l))
-			continue;
-		r = fault_protect(u, vma_address(w, f),
-				  (l - f + 1) << PAGE_SHIFT, true);
-		if (r < 0 && r != -ESRCH) {
+		/* An untracked writer counts its pages as written already. */
+		if (r < 0 && r != -EOPNOTSUPP) {
 			log_warn("pid %d: write-protect after eviction: %s; "
 				 "its writes are tracked conservatively",
-				 u->pid, strerror(-r));
-			umm_untrack(u);
+				 umm_of(w)->pid, strerror(-r));
+			umm_untrack(umm_of(w));
 		}
 	}
 }
@@ -357,24 +375,13 @@ int reclaim_protect(struct backing *b, unsigned long first, unsigned long n,
 	if (!n)
 		return 0;
 	rmap_for_each(w, &b->as, first, last) {
-		struct umm *u = umm_of(w);
-
-		if (w == skip || !vma_may_write_shared(w) ||
-		    !vma_clip(w, first, last, &f, &l))
+		if (w == skip)
 			continue;
-		if (!umm_tracks(u)) {
-			if (!vma_writes_shared(w))
-				continue; /* cannot write before an mprotect,
-					     which writes back first */
-			r = -EOPNOTSUPP;
-		} else {
-			r = fault_protect(u, vma_address(w, f),
-					  (l - f + 1) << PAGE_SHIFT, true);
-		}
-		if (r == 0 || r == -ESRCH)
-			continue; /* protected, or the process is gone */
-		log_debug("pid %d: cannot write-protect %#lx: %s", u->pid,
-			  vma_address(w, f), strerror(-r));
+		r = reclaim_protect_vma(w, first, last, &f, &l);
+		if (r >= 0)
+			continue;
+		log_debug("pid %d: cannot write-protect %#lx: %s",
+			  umm_of(w)->pid, vma_address(w, f), strerror(-r));
 		file_mark_written(b, f, l - f + 1);
 		failed++;
 	}
