@@ -351,6 +351,8 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 			} else {
 				file_range_release(u, m->addr, len);
 				r = do_mprotect(&u->mm, m->addr, len, m->prot);
+				if (r == 0 && (m->prot & PROT_WRITE))
+					r = file_protect(u, m->addr, len);
 			}
 			break;
 		}

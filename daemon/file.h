@@ -6,13 +6,16 @@
  *
  * - A file VMA's vm_file is the address_space inside its backing object;
  *   its vm_mm is the mm inside a struct umm.
- * - A shared file VMA with VM_MAYWRITE is registered MISSING|WP when its
- *   client's userfaultfd has write-protect for shared memory (umm_tracks):
- *   it is "tracked". The daemon then write-protects the whole range at
- *   commit, so the first write to each page raises a WP fault that marks
- *   the page dirty: for tracked VMAs the dirty bit is exact. An untracked
- *   writable VMA may write any resident page unseen: those pages count as
- *   possibly written wherever the dirty bit matters.
+ * - A shared file VMA that can write (VM_WRITE) is registered MISSING|WP
+ *   when its client's userfaultfd has write-protect for shared memory
+ *   (umm_tracks): it is "tracked". The daemon write-protects the whole
+ *   range at commit, or at the mprotect that makes it writable (before the
+ *   client's own), so the first write to each page raises a WP fault that
+ *   marks the page dirty: for tracked VMAs the dirty bit is exact. A VMA
+ *   that cannot write now needs no protection; one that could write before
+ *   keeps its registration. An untracked writable VMA may write any
+ *   resident page unseen: those pages count as possibly written wherever
+ *   the dirty bit matters.
  */
 #ifndef UPAGED_FILE_H
 #define UPAGED_FILE_H
@@ -44,14 +47,6 @@ static inline bool vma_writes_shared(const struct vm_area_struct *vma)
 	return vma->vm_ops == &file_vm_ops &&
 	       (vma->vm_flags & (VM_SHARED | VM_WRITE)) ==
 		       (VM_SHARED | VM_WRITE);
-}
-
-/* A shared file VMA that can write now or after an mprotect. */
-static inline bool vma_may_write_shared(const struct vm_area_struct *vma)
-{
-	return vma->vm_ops == &file_vm_ops &&
-	       (vma->vm_flags & (VM_SHARED | VM_MAYWRITE)) ==
-		       (VM_SHARED | VM_MAYWRITE);
 }
 
 /* The [first, last] pages of b that vma maps, clipped; false if none. */

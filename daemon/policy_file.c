@@ -604,6 +604,32 @@ long file_map(struct umm *u, const struct upage_map *m, int fd, int *memfd,
 	return addr;
 }
 
+/*
+ * Registers [addr, addr + len) of u, write-protected throughout when wp
+ * (file.h: tracked); if that fails, u is untracked and the range is
+ * registered for missing pages only.
+ */
+static int file_register(struct umm *u, unsigned long addr,
+			 unsigned long len, bool wp)
+{
+	int r = fault_register(u, addr, len, wp);
+
+	/* Tracked: every page starts write-protected, so that its first
+	   write is seen. */
+	if (r == 0 && wp)
+		r = fault_protect(u, addr, len, true);
+	if (r < 0 && wp) {
+		/* Then none of u's mappings is trusted to be tracked:
+		   their pages count as written, which is always safe. */
+		log_warn("pid %d: write-protect: %s; writes tracked "
+			 "conservatively", u->pid, strerror(-r));
+		umm_untrack(u);
+		fault_unregister(u, addr, len);
+		r = fault_register(u, addr, len, false);
+	}
+	return r;
+}
+
 int file_commit(struct umm *u, const struct upage_map_commit *m)
 {
 	unsigned long len = PAGE_ALIGN(m->len), a = m->addr;
@@ -612,31 +638,41 @@ int file_commit(struct umm *u, const struct upage_map_commit *m)
 	if (!m->len || len < m->len || !umm_range_ok(u, m->addr, len))
 		return -EINVAL;
 	bool wp = umm_tracks(u);
-	int r;
 
-	/* Only file mappings the model holds, whole. */
+	/* Only file mappings the model holds, whole. A mapping that cannot
+	   write now is not write-protected: the kernel then maps the pages
+	   around a read fault at once (fault-around), which it never does
+	   under write-protect. file_protect() tracks it if it turns
+	   writable. */
 	while (a < m->addr + len) {
 		vma = find_vma(&u->mm, a);
 		if (!vma || vma->vm_start > a || !vma_is_file(vma))
 			return -EINVAL;
-		wp &= vma_may_write_shared(vma);
+		wp &= vma_writes_shared(vma);
 		a = vma->vm_end;
 	}
-	r = fault_register(u, m->addr, len, wp);
-	/* Tracked (file.h): every page starts write-protected, so that its
-	   first write is seen. */
-	if (r == 0 && wp)
-		r = fault_protect(u, m->addr, len, true);
-	if (r < 0 && wp) {
-		/* Then none of u's mappings is trusted to be tracked:
-		   their pages count as written, which is always safe. */
-		log_warn("pid %d: write-protect: %s; writes tracked "
-			 "conservatively", u->pid, strerror(-r));
-		umm_untrack(u);
-		fault_unregister(u, m->addr, len);
-		r = fault_register(u, m->addr, len, false);
+	return file_register(u, m->addr, len, wp);
+}
+
+int file_protect(struct umm *u, unsigned long addr, unsigned long len)
+{
+	unsigned long end = addr + len, s, e;
+	struct vm_area_struct *vma;
+	int r;
+
+	if (!umm_tracks(u))
+		return 0;
+	for (vma = find_vma_intersection(&u->mm, addr, end);
+	     vma && vma->vm_start < end; vma = vma_next(vma)) {
+		if (!vma_writes_shared(vma))
+			continue;
+		s = vma->vm_start > addr ? vma->vm_start : addr;
+		e = vma->vm_end < end ? vma->vm_end : end;
+		r = file_register(u, s, e - s, true);
+		if (r < 0)
+			return r;
 	}
-	return r;
+	return 0;
 }
 
 static void file_sync_finish(struct file_sync *s)

@@ -99,12 +99,12 @@ static int reclaim_protect_vma(struct vm_area_struct *w, unsigned long first,
 	struct umm *u = umm_of(w);
 	int r;
 
-	if (!vma_may_write_shared(w) || !vma_clip(w, first, last, f, l))
+	/* Not writable now: an mprotect to writing protects it first
+	   (file_protect). */
+	if (!vma_writes_shared(w) || !vma_clip(w, first, last, f, l))
 		return 1;
 	if (!umm_tracks(u))
-		/* Not writable now: an mprotect to writing comes first,
-		   and the pages count as written from then on. */
-		return vma_writes_shared(w) ? -EOPNOTSUPP : 1;
+		return -EOPNOTSUPP;
 	r = fault_protect(u, vma_address(w, *f), (*l - *f + 1) << PAGE_SHIFT,
 			  true);
 	return r == -ESRCH ? 0 : r;

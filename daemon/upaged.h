@@ -195,6 +195,12 @@ void file_range_release(struct umm *u, unsigned long addr, unsigned long len);
 long file_map(struct umm *u, const struct upage_map *m, int fd, int *memfd,
 	      int *how);
 int file_commit(struct umm *u, const struct upage_map_commit *m);
+/*
+ * After the model's mprotect of [addr, addr + len) to writable, before the
+ * client's: the shared file mappings there that write now are tracked
+ * (file.h), from a write-protected start. 0 or -errno.
+ */
+int file_protect(struct umm *u, unsigned long addr, unsigned long len);
 /* msync: 1 when the reply is sent later, else 0 or -errno. */
 int file_sync(struct client *c, const struct upage_hdr *req,
 	      unsigned long addr, unsigned long len, int flags);

@@ -1039,6 +1039,57 @@ static void test_anon_private_not_evicted(void **state)
 	unlink(path);
 }
 
+/*
+ * A shared mapping of a writable fd made read-only, read through (four
+ * times the budget), then made writable: the daemon protects it before the
+ * client's mprotect takes effect, so the first write to every page is seen,
+ * resident or not. The sync writes back exactly the pages written, and the
+ * file is as written. While it cannot write, a read fault maps the pages
+ * around it too (the kernel's fault-around: no write-protect yet).
+ */
+static void test_made_writable_later(void **state)
+{
+	static const unsigned long pages[] = { 0, 1, 5, 17, 1000, 4095, 4096,
+					       9000, SCAN_PAGES - 64,
+					       SCAN_PAGES - 2, SCAN_PAGES - 1 };
+	const unsigned long n = sizeof(pages) / sizeof(pages[0]);
+	struct upage_status_reply s0, s1;
+	unsigned char *p, *want;
+	char path[128];
+	long rss, pss;
+
+	path_of(path, "later");
+	assert_int_equal(ft_make_file(path, SCAN_PAGES * PG, 4), 0);
+	p = ft_map_file(path, O_RDWR, SCAN_PAGES * PG, PROT_READ, MAP_SHARED,
+			0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	check_page(p, 0, 4);
+	assert_int_equal(ft_smaps(getpid(), (unsigned long)p, &rss, &pss), 0);
+	assert_true(rss > (long)(PG >> 10));
+	for (unsigned long pg = 1; pg < SCAN_PAGES; pg++)
+		check_page(p, pg, 4);
+	assert_int_equal(upage_mprotect(p, SCAN_PAGES * PG,
+					PROT_READ | PROT_WRITE), 0);
+	want = malloc(SCAN_PAGES * PG);
+	assert_non_null(want);
+	for (unsigned long i = 0; i < SCAN_PAGES * PG; i++)
+		want[i] = ft_pat(i, 4);
+	s0 = status();
+	/* From the end: the last pages read are the ones still mapped. */
+	for (unsigned long k = n; k-- > 0;) {
+		unsigned long off = pages[k] * PG + 100 + k;
+
+		p[off] = want[off] = (unsigned char)(0xa0 + k);
+	}
+	assert_int_equal(upage_msync(p, SCAN_PAGES * PG, MS_SYNC), 0);
+	s1 = status();
+	assert_int_equal(s1.writeback_bytes - s0.writeback_bytes, n * PG);
+	check_file(path, want, SCAN_PAGES * PG);
+	free(want);
+	assert_int_equal(upage_munmap(p, SCAN_PAGES * PG), 0);
+	unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1056,6 +1107,7 @@ int main(int argc, char **argv)
 		T(test_cold_goes_first),
 		T(test_pageout_evicts_now),
 		T(test_anon_private_not_evicted),
+		T(test_made_writable_later),
 	};
 #undef T
 
