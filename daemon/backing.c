@@ -21,6 +21,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/mount.h>
+
 #include "backing.h"
 
 #ifndef SYS_cachestat
@@ -92,7 +94,47 @@ int backing_table_init(struct backing_table *t, struct io_ctx *io,
 		return -ENOMEM;
 	t->io = io;
 	t->ready = ready;
+	t->huge_mnt = -1;
 	return 0;
+}
+
+int backing_table_huge(struct backing_table *t)
+{
+	static const char *const opts[][2] = {
+		{ "huge", "within_size" }, /* no page past the end */
+		{ "size", "0" },           /* no limit but memory's */
+		{ "nr_inodes", "0" },
+	};
+	int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), mnt = -1;
+	int err = 0;
+
+	if (fs < 0)
+		return -errno;
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]) && !err; i++)
+		if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, opts[i][0],
+			    opts[i][1], 0) < 0)
+			err = -errno;
+	if (!err && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL,
+			    0) < 0)
+		err = -errno;
+	if (!err) {
+		mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+		if (mnt < 0)
+			err = -errno;
+	}
+	close(fs);
+	if (!err)
+		t->huge_mnt = mnt;
+	return err;
+}
+
+static int backing_reread(struct backing *b, unsigned long i);
+
+/* The end of the extent (backing.h) that starts at page lo. */
+static unsigned long backing_extent_end(const struct backing *b,
+					unsigned long lo)
+{
+	return lo + HUGE_PAGES < b->npages ? lo + HUGE_PAGES : b->npages;
 }
 
 /*
@@ -148,6 +190,9 @@ void backing_table_exit(struct backing_table *t)
 		t->bounces = next;
 	}
 	t->nbounces = 0;
+	if (t->huge_mnt >= 0)
+		close(t->huge_mnt);
+	t->huge_mnt = -1;
 }
 
 void backing_hold(struct backing *b)
@@ -214,7 +259,13 @@ static int backing_create(struct backing_table *t, int fd,
 	    !b->stale)
 		goto fail;
 	b->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	b->memfd = memfd_create("upaged-cache", MFD_CLOEXEC);
+	if (t->huge_mnt >= 0) {
+		b->memfd = openat(t->huge_mnt, ".",
+				  O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		b->huge = b->memfd >= 0;
+	}
+	if (b->memfd < 0)
+		b->memfd = memfd_create("upaged-cache", MFD_CLOEXEC);
 	if (b->fd < 0 || b->memfd < 0)
 		goto fail_errno;
 	if (ftruncate(b->memfd, (off_t)(b->npages * PAGE_SIZE)))
@@ -323,12 +374,17 @@ int backing_refresh_size(struct backing *b)
 		if (err)
 			return err;
 	}
-	/* The old last page may now have file data past its old tail. */
+	/* The old last page may now have file data past its old tail: read
+	   again, or in a huge page (never dropped alone) read over. */
 	if (npages != b->npages && b->npages &&
 	    (b->size & (PAGE_SIZE - 1)) && npages >= b->npages &&
 	    page_test(b->resident, b->npages - 1) &&
-	    !page_test(b->dirty, b->npages - 1))
-		backing_evict(b, b->npages - 1, 1);
+	    !page_test(b->dirty, b->npages - 1)) {
+		if (b->huge)
+			backing_reread(b, b->npages - 1);
+		else
+			backing_evict(b, b->npages - 1, 1);
+	}
 	b->size = (uint64_t)st.st_size;
 	b->npages = npages;
 	return 0;
@@ -350,10 +406,11 @@ struct backing_read_io {
 };
 
 /*
- * Read buffers of the largest window's size are kept for the next reads:
- * a new one costs a page fault and a cleared page per page.
+ * Read buffers of the largest run's size (a huge page's) are kept for the
+ * next reads: a new one costs page faults and cleared pages. They are
+ * asked for in huge pages: one fault each.
  */
-#define BOUNCE_BYTES (RA_MAX_PAGES * PAGE_SIZE)
+#define BOUNCE_BYTES (HUGE_PAGES * PAGE_SIZE)
 #define BOUNCES_KEPT 16
 
 static void *backing_bounce_get(struct backing_table *t, size_t len)
@@ -367,7 +424,10 @@ static void *backing_bounce_get(struct backing_table *t, size_t len)
 	}
 	if (len < BOUNCE_BYTES)
 		len = BOUNCE_BYTES;
-	return posix_memalign(&p, PAGE_SIZE, len) ? NULL : p;
+	if (posix_memalign(&p, BOUNCE_BYTES, len))
+		return NULL;
+	madvise(p, len, MADV_HUGEPAGE);
+	return p;
 }
 
 static void backing_bounce_put(struct backing_table *t, void *p, size_t len)
@@ -536,7 +596,8 @@ static void backing_read_done(void *arg, ssize_t res)
 	   loop goes on serving faults meanwhile. */
 	err = len ? io_copy(b->table->io, -1, rio->bounce, b->memfd, len,
 			    (off_t)(rio->first * PAGE_SIZE),
-			    rio->urgent ? IO_COPY_URGENT : 0,
+			    (rio->urgent ? IO_COPY_URGENT : 0) |
+				    (b->huge ? IO_COPY_WHOLE : 0),
 			    backing_copy_done, rio)
 		  : 0;
 	if (!len || err)
@@ -591,7 +652,10 @@ static int backing_read_run(struct backing *b, unsigned long first,
 	rio->bytes = npages * PAGE_SIZE;
 	if (off + rio->bytes > b->size)
 		rio->bytes = (size_t)(b->size - off);
-	if (!backing_fails_reads(b) && backing_cached(b, off, rio->bytes)) {
+	/* Spliced in pieces, a run would show a huge page's zeroes between
+	   them: one write of it all. */
+	if (!backing_fails_reads(b) && !b->huge &&
+	    backing_cached(b, off, rio->bytes)) {
 		/* Our own descriptor: the object's may be swapped for a
 		   writable one while the copy runs. */
 		rio->src = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);
@@ -616,6 +680,38 @@ issued:
 	backing_hold(b);
 	b->stats.read_ios++;
 	return 0;
+}
+
+/*
+ * Issues the read of [first, first + npages), all missing and not reading;
+ * in a huge page cache, of the whole gap around each part instead: every missing
+ * page between its extent's resident ones (backing.h). -EAGAIN: a read of
+ * another part of that gap is in flight (a file that grew made it
+ * huge), so the gap waits until it ends. 0 or -errno.
+ */
+static int backing_issue(struct backing *b, unsigned long first,
+			 unsigned long npages, bool urgent)
+{
+	unsigned long end = first + npages, lo, hi, s, e;
+	int err;
+
+	while (first < end && b->huge) {
+		lo = first & ~(HUGE_PAGES - 1);
+		hi = backing_extent_end(b, lo);
+		for (s = first; s > lo && !page_test(b->resident, s - 1); s--)
+			;
+		for (e = first + 1; e < hi && !page_test(b->resident, e); e++)
+			;
+		for (unsigned long i = s; i < e; i++)
+			if (page_test(b->reading, i))
+				return -EAGAIN;
+		err = backing_read_run(b, s, e - s, urgent);
+		if (err)
+			return err;
+		first = e;
+	}
+	return first < end ? backing_read_run(b, first, end - first, urgent)
+			   : 0;
 }
 
 /*
@@ -668,7 +764,7 @@ int backing_read(struct backing *b, unsigned long pgoff)
 			run++;
 		if (!run)
 			continue;
-		err = backing_read_run(b, i, run, i == pgoff);
+		err = backing_issue(b, i, run, i == pgoff);
 		if (err)
 			return i == pgoff ? err : 0;
 		if (i != pgoff)
@@ -703,7 +799,7 @@ int backing_read_one(struct backing *b, unsigned long pgoff)
 {
 	int st = backing_page_state(b, pgoff);
 
-	return st == 2 ? backing_read_run(b, pgoff, 1, true) : st;
+	return st == 2 ? backing_issue(b, pgoff, 1, true) : st;
 }
 
 int backing_readahead(struct backing *b, unsigned long first,
@@ -727,7 +823,9 @@ int backing_readahead(struct backing *b, unsigned long first,
 			run++;
 		if (!run)
 			continue;
-		err = backing_read_run(b, i, run, false);
+		err = backing_issue(b, i, run, false);
+		if (err == -EAGAIN)
+			continue;
 		if (err)
 			return err;
 		b->stats.ra_pages += run;
@@ -871,10 +969,21 @@ int backing_evict(struct backing *b, unsigned long first, unsigned long npages)
 
 	if (end > b->npages)
 		end = b->npages;
-	for (i = first; i < end; i += run ? run : 1) {
-		run = backing_clean_run(b, i, end);
-		if (!run)
-			continue;
+	for (i = first; i < end; i += run) {
+		if (b->huge) {
+			/* Whole extents only (backing.h): a page of a large
+			   folio punched alone may stay behind as zeroes. */
+			run = backing_extent_end(b, i & ~(HUGE_PAGES - 1)) - i;
+			if ((i & (HUGE_PAGES - 1)) || i + run > end ||
+			    backing_clean_run(b, i, i + run) < run)
+				continue;
+		} else {
+			run = backing_clean_run(b, i, end);
+			if (!run) {
+				run = 1;
+				continue;
+			}
+		}
 		if (fallocate(b->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			      (off_t)(i * PAGE_SIZE), (off_t)(run * PAGE_SIZE)))
 			return -errno;

@@ -24,6 +24,13 @@
  *   through io_uring into a bounce buffer first, with O_DIRECT when the
  *   table says so and the file allows it (no second copy in the kernel's
  *   page cache).
+ * - Huge pages (backing_table_huge()): a write into an empty aligned block
+ *   of the tmpfs file (up to 2M, within its size) makes one large folio of
+ *   it, its other pages zeroes at once, visible to every mapper. So the
+ *   file is cut in extents (2M, the last one shorter) and a read fills a
+ *   whole gap of one: every missing page between its resident ones, in
+ *   one write, never while another read of that gap is in flight; an
+ *   extent is dropped whole, never a page of it alone.
  * - Single-threaded: the daemon's loop owns every object.
  */
 #ifndef UPAGED_BACKING_H
@@ -35,6 +42,9 @@
 
 #include "io.h"
 #include "vma.h"
+
+/* Pages in one huge page of a page cache on the huge page tmpfs. */
+#define HUGE_PAGES 512UL
 
 /* Readahead window bounds, in pages. */
 #define RA_MIN_PAGES 4UL
@@ -73,6 +83,7 @@ struct backing {
 	size_t view_reserved;      /* bytes of address space held for view */
 	uint64_t size;             /* file size, bytes */
 	unsigned long npages;      /* pages in memfd: size rounded up */
+	bool huge;                 /* memfd is on table's huge page tmpfs */
 	uint64_t *resident;        /* bitmaps, one bit per page */
 	uint64_t *reading;
 	uint64_t *dirty;
@@ -110,6 +121,7 @@ struct backing_table {
 	size_t reading_pages;      /* reads in flight, pages, over objects */
 	size_t resident_pages;     /* sum over objects */
 	bool direct;               /* read what is not cached with O_DIRECT */
+	int huge_mnt;              /* tmpfs with huge pages, or -1 */
 	void *bounces;             /* idle read buffers, a list through them */
 	unsigned int nbounces;
 	const char *fail_reads_of; /* test hook: every read of the file at
@@ -118,6 +130,12 @@ struct backing_table {
 
 int backing_table_init(struct backing_table *t, struct io_ctx *io,
 		       backing_ready_fn ready);
+/*
+ * Page caches made from now on live on a tmpfs of the table's own (a
+ * mount in no namespace) whose files get huge pages: a client then maps
+ * 2M with one fault. 0, or -errno (not allowed here: memfds stay).
+ */
+int backing_table_huge(struct backing_table *t);
 /* Frees every object; dirty pages must have been written back. */
 void backing_table_exit(struct backing_table *t);
 

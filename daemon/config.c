@@ -32,7 +32,7 @@
 #define UPAGED_CONFIG "/etc/upaged.conf"
 #endif
 
-struct config config = { .socket_gid = (gid_t)-1 };
+struct config config = { .socket_gid = (gid_t)-1, .huge_pages = true };
 
 /* Applies value to the setting; 0, or -1 with a reason in err. */
 typedef int (*config_set_fn)(const char *val, char *err, size_t errlen);
@@ -90,18 +90,29 @@ static int config_set_socket_group(const char *val, char *err, size_t errlen)
 	return 0;
 }
 
-static int config_set_foreground(const char *val, char *err, size_t errlen)
+/* yes/true/1 or no/false/0 into *out; -1 with err filled otherwise. */
+static int config_bool(const char *val, bool *out, char *err, size_t errlen)
 {
 	if (!strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "1"))
-		config.foreground = true;
+		*out = true;
 	else if (!strcmp(val, "no") || !strcmp(val, "false") ||
 		 !strcmp(val, "0"))
-		config.foreground = false;
+		*out = false;
 	else {
 		snprintf(err, errlen, "'%s' is not yes or no", val);
 		return -1;
 	}
 	return 0;
+}
+
+static int config_set_foreground(const char *val, char *err, size_t errlen)
+{
+	return config_bool(val, &config.foreground, err, errlen);
+}
+
+static int config_set_huge_pages(const char *val, char *err, size_t errlen)
+{
+	return config_bool(val, &config.huge_pages, err, errlen);
 }
 
 static int config_set_log_level(const char *val, char *err, size_t errlen)
@@ -182,6 +193,8 @@ static const struct config_opt {
 	  "poll a busy userfaultfd this long, 0..10000 (20)" },
 	{ "max-resident", 'm', false, config_set_max_resident, "SIZE",
 	  "page cache budget, e.g. 512M; 0: no limit (0)" },
+	{ "huge-pages", 0, false, config_set_huge_pages, "yes|no",
+	  "page cache in 2M pages where it can be, not under a budget (yes)" },
 };
 #define CONFIG_NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
 
@@ -313,6 +326,7 @@ static void config_print(FILE *f)
 	else
 		fprintf(f, "max-resident = %luM\n",
 			config.max_resident_pages / 256);
+	fprintf(f, "huge-pages = %s\n", config.huge_pages ? "yes" : "no");
 }
 
 int config_init(int argc, char **argv)

@@ -31,6 +31,7 @@ struct io_req {
 	void *arg;
 	int in_fd;    /* IO_COPY without buf: the source */
 	ssize_t res;  /* IO_COPY: the outcome, for the loop */
+	unsigned int flags; /* IO_COPY: IO_COPY_* */
 	struct io_req *next;
 };
 
@@ -288,6 +289,8 @@ static ssize_t io_copy_run(struct io_req *req, int pipefd[2])
 	size_t head = req->len < IO_COPY_HEAD ? req->len : IO_COPY_HEAD;
 	ssize_t rest = 0, first;
 
+	if (req->flags & IO_COPY_WHOLE)
+		return io_copy_part(req, pipefd, 0, req->len);
 	if (req->len > head) {
 		rest = io_copy_part(req, pipefd, head, req->len - head);
 		if (rest < 0)
@@ -361,7 +364,7 @@ int io_copy(struct io_ctx *io, int in_fd, const void *buf, int out_fd,
 		return -ENOMEM;
 	*req = (struct io_req){ .op = IO_COPY, .fd = out_fd, .in_fd = in_fd,
 				.buf = (char *)buf, .len = len, .off = off,
-				.done = done, .arg = arg };
+				.flags = flags, .done = done, .arg = arg };
 	io->inflight++;
 	io->copying++;
 	if (!io->copier_on) {

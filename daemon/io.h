@@ -92,6 +92,8 @@ int io_nop(struct io_ctx *io, io_done_fn done, void *arg);
  * ended, or -errno. The fds and buf must stay valid until it has run.
  */
 #define IO_COPY_URGENT 1u /* ahead of every copy not yet started */
+#define IO_COPY_WHOLE 2u  /* one write, from the start (never the first
+			     page last): a huge page's zeroes never show */
 int io_copy(struct io_ctx *io, int in_fd, const void *buf, int out_fd,
 	    size_t len, off_t off, unsigned int flags, io_done_fn done,
 	    void *arg);

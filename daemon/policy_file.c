@@ -134,6 +134,13 @@ int file_init(struct ev_loop *loop)
 		io_exit(&file_io);
 		return r;
 	}
+	/* Huge pages are dropped only whole: not under a budget. */
+	if (config.huge_pages && !config.max_resident_pages) {
+		r = backing_table_huge(&file_table);
+		if (r < 0)
+			log_info("page cache in small pages: a tmpfs of our "
+				 "own: %s", strerror(-r));
+	}
 	file_ready_ok = true;
 	return 0;
 }
@@ -342,6 +349,8 @@ static int file_fault_one(struct backing *b, struct umm *u,
 	if (backing_resident(b, pgoff) && !file_page_present(b, pgoff))
 		backing_forget(b, pgoff); /* dropped behind our back */
 	r = backing_read_one(b, pgoff);
+	if (r == -EAGAIN)
+		return r; /* a huge page's read ends first: retried */
 	if (r == 1 || r == -EFAULT) {
 		fault_wake(u, addr, PAGE_SIZE);
 	} else if (r < 0) {
@@ -452,6 +461,8 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 		fault_wake(u, addr, PAGE_SIZE);
 		return 0;
 	}
+	if (r == -EAGAIN)
+		return r; /* a huge page's read ends first: retried */
 	log_warn("%s: page %lu: %s", b->path, vmf->pgoff, strerror(-r));
 	fault_poison(u, addr, PAGE_SIZE);
 	return 0;
@@ -586,6 +597,8 @@ long file_map(struct umm *u, const struct upage_map *m, int fd, int *memfd,
 	req.obj = &b->as;
 	req.ops = type == MAP_PRIVATE ? &cow_vm_ops : &file_vm_ops;
 	req.fmode = (unsigned int)fmode;
+	if (b->huge)
+		req.align = HUGE_PAGES * PAGE_SIZE;
 	addr = do_mmap(&u->mm, &req, &vma);
 	/*
 	 * The kernel registers only ranges that may be written: a shared

@@ -107,6 +107,7 @@ struct config {
 	gid_t socket_gid;      /* (gid_t)-1: leave the socket's group alone */
 	bool foreground;
 	unsigned long max_resident_pages; /* page-cache budget, 0: none */
+	bool huge_pages;  /* page cache in huge pages where it can be */
 };
 extern struct config config;
 int config_init(int argc, char **argv);

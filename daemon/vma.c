@@ -356,6 +356,38 @@ long get_unmapped_area(struct mm_struct *mm, unsigned long addr,
 	return unmapped_area_topdown(mm, len);
 }
 
+/*
+ * As get_unmapped_area() without a fixed address, with the start at off
+ * modulo align: the highest such start in the gap that fits len + align.
+ * Falls back to the plain search where no gap is that large.
+ */
+static long get_unmapped_area_aligned(struct mm_struct *mm,
+				      unsigned long addr, unsigned long len,
+				      int flags, unsigned long align,
+				      unsigned long off)
+{
+	long a;
+
+	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) || len < align ||
+	    len + align < len)
+		return get_unmapped_area(mm, addr, len, flags);
+	if (addr) {
+		/* A hint that is free is taken as it is, as the kernel does. */
+		addr = PAGE_ALIGN(addr);
+		if (addr && range_in_arena(mm, addr, len) &&
+		    !find_vma_intersection(mm, addr, addr + len))
+			return (long)addr;
+	}
+	a = unmapped_area_topdown(mm, len + align);
+	if (a < 0)
+		return get_unmapped_area(mm, 0, len, flags);
+	/* [a, a + len + align) is free: the highest start in it with the
+	   offset wanted. */
+	addr = (unsigned long)a + align;
+	addr -= (addr - off) & (align - 1);
+	return (long)addr;
+}
+
 /* ---- unmap ---- */
 
 /*
@@ -622,7 +654,12 @@ long do_mmap(struct mm_struct *mm, const struct mmap_req *req,
 	err = mmap_vm_flags(req, &vm_flags);
 	if (err)
 		return err;
-	addr = get_unmapped_area(mm, req->addr, len, req->flags);
+	if (req->align)
+		addr = get_unmapped_area_aligned(mm, req->addr, len,
+						 req->flags, req->align,
+						 pgoff << PAGE_SHIFT);
+	else
+		addr = get_unmapped_area(mm, req->addr, len, req->flags);
 	if (addr < 0)
 		return addr;
 	if (mm->max_map_count &&

@@ -162,6 +162,10 @@ struct mmap_req {
 	const struct vm_operations_struct *ops;
 	unsigned int fmode;  /* MAP_FMODE_* access of the caller's fd */
 	unsigned int vm_flags; /* extra VM_* (DONTCOPY, LOCKED, ...) */
+	unsigned long align; /* bytes, a power of two, or 0: a start chosen
+				here keeps pgoff's offset modulo align when
+				len is at least align (huge pages, as the
+				kernel places a file that has them) */
 };
 
 #define MAP_FMODE_READ 0x1U

@@ -9,6 +9,7 @@
  * Helper processes are this program run again ("helper ROLE ..."): each is
  * a client of its own, reports on stdout and waits for stdin to close.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -570,6 +571,140 @@ static void test_one_gib_file(void **state)
 	unlink(path);
 }
 
+/* kB of the smaps field (e.g. "ShmemPmdMapped") of our VMA at addr. */
+static long smaps_kb(unsigned long addr, const char *field)
+{
+	char line[256], want[64];
+	long kb = -1, v;
+	bool in = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f)
+		return -1;
+	snprintf(want, sizeof(want), "%s: %%ld kB", field);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2)
+			in = s == addr;
+		else if (in && sscanf(line, want, &v) == 1)
+			kb = v;
+	}
+	fclose(f);
+	return kb;
+}
+
+struct huge_reader {
+	const unsigned char *p;
+	size_t len;
+	bool backwards;
+	size_t bad; /* first byte that differs + 1, or 0 */
+};
+
+static void *huge_read(void *arg)
+{
+	struct huge_reader *r = arg;
+
+	for (size_t k = 0; k < r->len && !r->bad; k++) {
+		size_t i = r->backwards ? r->len - 1 - k : k;
+
+		if (r->p[i] != ft_pat(i, 6))
+			r->bad = i + 1;
+	}
+	return NULL;
+}
+
+/*
+ * The page cache in huge pages (the daemon's default without a budget): a
+ * file of 5 MiB and a bit, read by two threads from both ends at once,
+ * is whole and mapped 2M at a time; a private copy stays private; shared
+ * writes reach the file exactly; PAGEOUT of part of a huge page keeps it,
+ * of whole ones drops them, and the data reads back the same.
+ */
+static void test_huge_pages(void **state)
+{
+	const size_t size = (5UL << 20) + 3 * PG + 10;
+	const size_t len = (size + PG - 1) & ~(PG - 1);
+	static const size_t writes[] = { 0, 700 * PG + 5, 1280 * PG + 9,
+					 size - 1 };
+	struct upage_status_reply s0, s1;
+	struct huge_reader r[2];
+	unsigned char *p, *q, *want;
+	pthread_t t[2];
+	char path[128];
+
+	path_of(path, "huge");
+	assert_int_equal(ft_make_file(path, size, 6), 0);
+	p = ft_map_file(path, O_RDWR, len, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	for (int i = 0; i < 2; i++) {
+		r[i] = (struct huge_reader){ .p = p, .len = size,
+					     .backwards = i };
+		assert_int_equal(pthread_create(&t[i], NULL, huge_read, &r[i]),
+				 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		if (r[i].bad)
+			fail_msg("byte %zu differs", r[i].bad - 1);
+	}
+	for (size_t i = size; i < len; i++)
+		assert_int_equal(p[i], 0);
+	assert_true(smaps_kb((unsigned long)p, "ShmemPmdMapped") >= 2048);
+
+	/* A private mapping's write is its own. */
+	q = ft_map_file(path, O_RDONLY, len, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE, 0);
+	assert_ptr_not_equal(q, MAP_FAILED);
+	q[600 * PG + 1] ^= 0xff;
+	assert_int_equal(q[600 * PG + 1], ft_pat(600 * PG + 1, 6) ^ 0xff);
+	assert_int_equal(p[600 * PG + 1], ft_pat(600 * PG + 1, 6));
+	assert_int_equal(upage_munmap(q, len), 0);
+
+	/* Shared writes, synced: the file has exactly them. */
+	want = malloc(size);
+	assert_non_null(want);
+	for (size_t i = 0; i < size; i++)
+		want[i] = ft_pat(i, 6);
+	assert_int_equal(upage_mprotect(p, len, PROT_READ | PROT_WRITE), 0);
+	assert_int_equal(ft_status_of(h.sock, &s0), 0);
+	for (size_t k = 0; k < sizeof(writes) / sizeof(writes[0]); k++)
+		p[writes[k]] = want[writes[k]] = (unsigned char)(0x40 + k);
+	assert_int_equal(upage_msync(p, len, MS_SYNC), 0);
+	assert_int_equal(ft_status_of(h.sock, &s1), 0);
+	assert_int_equal(s1.writeback_bytes - s0.writeback_bytes,
+			 sizeof(writes) / sizeof(writes[0]) * PG);
+	{
+		unsigned char *got = malloc(size);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		assert_non_null(got);
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, got, size, 0), (ssize_t)size);
+		close(fd);
+		for (size_t i = 0; i < size; i++)
+			if (got[i] != want[i])
+				fail_msg("file byte %zu differs", i);
+		free(got);
+	}
+
+	/* PAGEOUT: half a huge page stays, whole ones go; the same data. */
+	assert_int_equal(ft_status_of(h.sock, &s0), 0);
+	assert_int_equal(upage_madvise(p + 256 * PG, 256 * PG, MADV_PAGEOUT),
+			 0);
+	assert_int_equal(ft_status_of(h.sock, &s1), 0);
+	assert_int_equal(s1.evicted_pages, s0.evicted_pages);
+	assert_int_equal(upage_madvise(p, len, MADV_PAGEOUT), 0);
+	assert_int_equal(ft_status_of(h.sock, &s1), 0);
+	assert_true(s1.evicted_pages - s0.evicted_pages >= 1024);
+	for (size_t i = 0; i < size; i++)
+		if (p[i] != want[i])
+			fail_msg("byte %zu differs after PAGEOUT", i);
+	free(want);
+	assert_int_equal(upage_munmap(p, len), 0);
+	unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -586,6 +721,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_direct_io_reads),
 		cmocka_unit_test(test_read_error_sigbus),
 		cmocka_unit_test(test_one_gib_file),
+		cmocka_unit_test(test_huge_pages),
 	};
 
 	if (argc >= 2 && !strcmp(argv[1], "helper"))

@@ -208,7 +208,8 @@ static void test_config_file_and_flags(void **state)
 		 "\tlog-level =\twarn\n"
 		 "cluster = 32\n"
 		 "spin-us = 0\n"
-		 "max-resident=1g\n", tmpdir, TEST_GID);
+		 "max-resident=1g\n"
+		 "huge-pages = no\n", tmpdir, TEST_GID);
 	write_file(conf, text);
 	assert_int_equal(run_upaged(&p, "--config", conf, "--print-config",
 				    NULL), 0);
@@ -219,7 +220,8 @@ static void test_config_file_and_flags(void **state)
 		 "log-level = warn\n"
 		 "cluster = 32\n"
 		 "spin-us = 0\n"
-		 "max-resident = 1024M\n", tmpdir, TEST_GID);
+		 "max-resident = 1024M\n"
+		 "huge-pages = no\n", tmpdir, TEST_GID);
 	assert_string_equal(p.out, want);
 
 	/* Flags win over the file, wherever they stand. */
