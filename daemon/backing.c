@@ -18,9 +18,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/magic.h>
 #include <linux/mount.h>
 
 #include "backing.h"
@@ -98,16 +100,29 @@ int backing_table_init(struct backing_table *t, struct io_ctx *io,
 	return 0;
 }
 
-int backing_table_huge(struct backing_table *t)
+int backing_table_huge(struct backing_table *t, const char *dir)
 {
 	static const char *const opts[][2] = {
 		{ "huge", "within_size" }, /* no page past the end */
 		{ "size", "0" },           /* no limit but memory's */
 		{ "nr_inodes", "0" },
 	};
-	int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), mnt = -1;
-	int err = 0;
+	int fs, mnt = -1, err = 0;
+	struct statfs sf;
 
+	if (dir) {
+		mnt = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (mnt < 0)
+			return -errno;
+		/* Anywhere else, O_TMPFILE would page to a disk. */
+		if (fstatfs(mnt, &sf) < 0 || sf.f_type != TMPFS_MAGIC) {
+			close(mnt);
+			return -ENOTTY;
+		}
+		t->huge_mnt = mnt;
+		return 0;
+	}
+	fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
 	if (fs < 0)
 		return -errno;
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]) && !err; i++)

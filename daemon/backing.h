@@ -121,7 +121,8 @@ struct backing_table {
 	size_t reading_pages;      /* reads in flight, pages, over objects */
 	size_t resident_pages;     /* sum over objects */
 	bool direct;               /* read what is not cached with O_DIRECT */
-	int huge_mnt;              /* tmpfs with huge pages, or -1 */
+	int huge_mnt;              /* a directory on a tmpfs with huge pages,
+				      or -1 */
 	void *bounces;             /* idle read buffers, a list through them */
 	unsigned int nbounces;
 	const char *fail_reads_of; /* test hook: every read of the file at
@@ -131,11 +132,13 @@ struct backing_table {
 int backing_table_init(struct backing_table *t, struct io_ctx *io,
 		       backing_ready_fn ready);
 /*
- * Page caches made from now on live on a tmpfs of the table's own (a
- * mount in no namespace) whose files get huge pages: a client then maps
- * 2M with one fault. 0, or -errno (not allowed here: memfds stay).
+ * Page caches made from now on live on a tmpfs whose files get huge pages:
+ * a client then maps 2M with one fault. The tmpfs is dir's (which must be
+ * one, mounted huge=within_size) or, dir NULL, one of the table's own, a
+ * mount in no namespace. 0, or -errno (memfds stay): -ENOTTY if dir is
+ * not a tmpfs.
  */
-int backing_table_huge(struct backing_table *t);
+int backing_table_huge(struct backing_table *t, const char *dir);
 /* Frees every object; dirty pages must have been written back. */
 void backing_table_exit(struct backing_table *t);
 

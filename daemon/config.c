@@ -172,6 +172,21 @@ static int config_set_max_resident(const char *val, char *err, size_t errlen)
 	return 0;
 }
 
+static int config_set_cache_dir(const char *val, char *err, size_t errlen)
+{
+	if (!strcmp(val, "none")) {
+		config.cache_dir[0] = '\0';
+		return 0;
+	}
+	if (*val != '/' || strlen(val) >= sizeof(config.cache_dir)) {
+		snprintf(err, errlen, "'%s' is not none or an absolute path "
+			 "shorter than %zu bytes", val, sizeof(config.cache_dir));
+		return -1;
+	}
+	snprintf(config.cache_dir, sizeof(config.cache_dir), "%s", val);
+	return 0;
+}
+
 static const struct config_opt {
 	const char *key;
 	char shortopt;  /* 0: long only */
@@ -195,6 +210,8 @@ static const struct config_opt {
 	  "page cache budget, e.g. 512M; 0: no limit (0)" },
 	{ "huge-pages", 0, false, config_set_huge_pages, "yes|no",
 	  "page cache in 2M pages where it can be, not under a budget (yes)" },
+	{ "cache-dir", 0, false, config_set_cache_dir, "DIR",
+	  "huge pages on this tmpfs, not one of upaged's own (none)" },
 };
 #define CONFIG_NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
 
@@ -327,6 +344,8 @@ static void config_print(FILE *f)
 		fprintf(f, "max-resident = %luM\n",
 			config.max_resident_pages / 256);
 	fprintf(f, "huge-pages = %s\n", config.huge_pages ? "yes" : "no");
+	fprintf(f, "cache-dir = %s\n",
+		config.cache_dir[0] ? config.cache_dir : "none");
 }
 
 int config_init(int argc, char **argv)

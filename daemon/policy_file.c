@@ -136,8 +136,16 @@ int file_init(struct ev_loop *loop)
 	}
 	/* Huge pages are dropped only whole: not under a budget. */
 	if (config.huge_pages && !config.max_resident_pages) {
-		r = backing_table_huge(&file_table);
-		if (r < 0)
+		const char *dir = config.cache_dir[0] ? config.cache_dir : NULL;
+
+		r = backing_table_huge(&file_table, dir);
+		if (r == -ENOTTY)
+			log_warn("page cache in small pages: %s is not a tmpfs",
+				 dir);
+		else if (r < 0 && dir)
+			log_warn("page cache in small pages: %s: %s", dir,
+				 strerror(-r));
+		else if (r < 0)
 			log_info("page cache in small pages: a tmpfs of our "
 				 "own: %s", strerror(-r));
 	}

@@ -108,6 +108,7 @@ struct config {
 	bool foreground;
 	unsigned long max_resident_pages; /* page-cache budget, 0: none */
 	bool huge_pages;  /* page cache in huge pages where it can be */
+	char cache_dir[256]; /* tmpfs for the page cache, "": one of ours */
 };
 extern struct config config;
 int config_init(int argc, char **argv);

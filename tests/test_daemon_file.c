@@ -15,9 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
-
-#include <linux/mount.h>
 
 #include <cmocka.h>
 
@@ -574,14 +574,16 @@ static void test_one_gib_file(void **state)
 	unlink(path);
 }
 
-/* kB of the smaps field (e.g. "ShmemPmdMapped") of our VMA at addr. */
-static long smaps_kb(unsigned long addr, const char *field)
+/* kB of the smaps field (e.g. "ShmemPmdMapped") of pid's VMA at addr. */
+static long smaps_kb(pid_t pid, unsigned long addr, const char *field)
 {
 	char line[256], want[64];
 	long kb = -1, v;
 	bool in = false;
-	FILE *f = fopen("/proc/self/smaps", "re");
+	FILE *f;
 
+	snprintf(line, sizeof(line), "/proc/%d/smaps", pid);
+	f = fopen(line, "re");
 	if (!f)
 		return -1;
 	snprintf(want, sizeof(want), "%s: %%ld kB", field);
@@ -655,10 +657,10 @@ static void test_huge_pages(void **state)
 	for (size_t i = size; i < len; i++)
 		assert_int_equal(p[i], 0);
 	/* Where a tmpfs of one's own can be made, the daemon made one. */
-	fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+	fs = (int)syscall(SYS_fsopen, "tmpfs", 0);
 	if (fs >= 0) {
 		close(fs);
-		assert_true(smaps_kb((unsigned long)p, "ShmemPmdMapped") >=
+		assert_true(smaps_kb(getpid(), (unsigned long)p, "ShmemPmdMapped") >=
 			    2048);
 	}
 
@@ -715,6 +717,58 @@ static void test_huge_pages(void **state)
 	unlink(path);
 }
 
+/*
+ * --cache-dir: the huge page cache on a tmpfs given to the daemon (as the
+ * service unit does), mounted here; a directory that is not a tmpfs is
+ * refused with a warning, and the daemon serves from memfds. Either way
+ * another client reads every byte; on the tmpfs, 2M at a time.
+ */
+static void test_cache_dir(void **state)
+{
+	char path[128], mnt[128], line[64], n[16];
+	const char *extra[3] = { "--cache-dir", mnt, NULL };
+	struct ft_helper hp;
+	struct harness h2;
+	unsigned long addr;
+
+	path_of(path, "cachedir-file");
+	path_of(mnt, "cachedir");
+	snprintf(n, sizeof(n), "%lu", 1024UL);
+	assert_int_equal(ft_make_file(path, 1024 * PG, 1), 0);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	for (int pass = 0; pass < 2; pass++) {
+		bool on_tmpfs = false;
+
+		/* The first pass on a tmpfs of huge pages where the test may
+		   mount one, the second on a plain directory. */
+		if (pass == 0)
+			on_tmpfs = mount("upaged-test", mnt, "tmpfs", 0,
+					 "huge=within_size,mode=0700") == 0;
+		assert_int_equal(harness_start_args(&h2, extra), 0);
+		{
+			char *argv[] = { "test", "helper", "reader", h2.sock,
+					 path, "0", n, NULL };
+
+			assert_int_equal(ft_spawn(&hp, argv), 0);
+		}
+		assert_int_equal(ft_report(&hp, line, sizeof(line)), 0);
+		assert_int_equal(sscanf(line, "ok %lx", &addr), 1);
+		if (on_tmpfs)
+			assert_true(smaps_kb(hp.pid, addr, "ShmemPmdMapped") >=
+				    2048);
+		else
+			assert_int_equal(smaps_kb(hp.pid, addr,
+						  "ShmemPmdMapped"), 0);
+		assert_int_equal(ft_finish(&hp, 0), 0);
+		assert_int_equal(harness_stop(&h2), 0);
+		harness_live = &h;
+		if (on_tmpfs)
+			assert_int_equal(umount(mnt), 0);
+	}
+	rmdir(mnt);
+	unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -732,6 +786,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_read_error_sigbus),
 		cmocka_unit_test(test_one_gib_file),
 		cmocka_unit_test(test_huge_pages),
+		cmocka_unit_test(test_cache_dir),
 	};
 
 	if (argc >= 2 && !strcmp(argv[1], "helper"))

@@ -139,7 +139,7 @@ static void test_files_in_place(void **state)
 			     "%s/root/usr/local/lib/systemd/system/upaged.service",
 			     dest), 0);
 	assert_string_equal(out, "ExecStart=/usr/local/sbin/upaged "
-				 "--foreground\n");
+				 "--foreground --cache-dir /run/upaged/cache\n");
 }
 
 /* Exported symbols are exactly the functions upage.h declares. */

@@ -209,7 +209,8 @@ static void test_config_file_and_flags(void **state)
 		 "cluster = 32\n"
 		 "spin-us = 0\n"
 		 "max-resident=1g\n"
-		 "huge-pages = no\n", tmpdir, TEST_GID);
+		 "huge-pages = no\n"
+		 "cache-dir = /dev/shm\n", tmpdir, TEST_GID);
 	write_file(conf, text);
 	assert_int_equal(run_upaged(&p, "--config", conf, "--print-config",
 				    NULL), 0);
@@ -221,7 +222,8 @@ static void test_config_file_and_flags(void **state)
 		 "cluster = 32\n"
 		 "spin-us = 0\n"
 		 "max-resident = 1024M\n"
-		 "huge-pages = no\n", tmpdir, TEST_GID);
+		 "huge-pages = no\n"
+		 "cache-dir = /dev/shm\n", tmpdir, TEST_GID);
 	assert_string_equal(p.out, want);
 
 	/* Flags win over the file, wherever they stand. */
