@@ -7,7 +7,9 @@
  *                      cache full of other pages first (see WARM_PAGES)
  *   read-modify-write  the same pages: read a word, write it back plus one,
  *                      then msync(MS_SYNC), all inside the clock
- * Every read is checked against what the file must hold. Each figure is
+ * The read cases map the file read-only, read-modify-write read-write
+ * (both sides, a writable fd each time). Every read is checked against
+ * what the file must hold. Each figure is
  * the median of RUNS runs, kernel and upaged runs interleaved; every run
  * starts with `echo 3 > /proc/sys/vm/drop_caches` (root) and a fresh
  * mapping (upaged's cache goes with the last mapping).
@@ -157,6 +159,12 @@ struct result {
  * ($UPAGE_BENCH_CGROUP, if any), maps the file, runs, reports on fd 1.
  * Run as "kernel KIND RMW_BEFORE PATH".
  */
+/* Only the case that writes maps for writing. */
+static int map_prot(enum kind k)
+{
+	return k == RMW ? PROT_READ | PROT_WRITE : PROT_READ;
+}
+
 static int kernel_child(char **argv)
 {
 	const char *cg = getenv("UPAGE_BENCH_CGROUP");
@@ -185,7 +193,7 @@ static int kernel_child(char **argv)
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return 3;
-	p = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	p = mmap(NULL, SIZE, map_prot(k), MAP_SHARED, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED)
 		return 4;
@@ -324,7 +332,7 @@ static struct result run_upaged(enum kind k, unsigned long *kcached)
 
 	if (fd < 0)
 		exit(1);
-	p = upage_mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	p = upage_mmap(NULL, SIZE, map_prot(k), MAP_SHARED, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED) {
 		fprintf(stderr, "bench: map: %s\n", strerror(errno));
