@@ -123,8 +123,54 @@ static int helper_poison(char **argv)
 	return 0;
 }
 
+/*
+ * scatter SOCK PATH NPAGES SEED: maps all of PATH (pattern 1) shared and
+ * reads its pages in an order of its own (in order for seed 0, the way
+ * that meets readahead), a page at a time, checking
+ * every byte the moment its page is first touched; reports "ok" or
+ * "bad PAGE".
+ */
+static int helper_scatter(char **argv)
+{
+	struct upage_options o = { .socket_path = argv[0],
+				   .arena_size = 1UL << 30 };
+	unsigned long n = strtoul(argv[2], NULL, 0);
+	uint32_t *order = malloc(n * sizeof(*order));
+	unsigned char *p;
+	int fd;
+
+	if (!order || upage_connect(&o) < 0)
+		return 2;
+	fd = open(argv[1], O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 3;
+	p = upage_mmap(NULL, n * PG, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return 4;
+	if (strtoull(argv[3], NULL, 0))
+		ft_shuffle(order, (uint32_t)n, strtoull(argv[3], NULL, 0));
+	else
+		for (unsigned long k = 0; k < n; k++)
+			order[k] = (uint32_t)k;
+	for (unsigned long k = 0; k < n; k++)
+		for (unsigned long i = order[k] * PG; i < (order[k] + 1) * PG;
+		     i++)
+			if (p[i] != ft_pat(i, 1)) {
+				printf("bad %u\n", order[k]);
+				return 5;
+			}
+	printf("ok\n");
+	fflush(stdout);
+	free(order);
+	ft_wait_for_eof();
+	return 0;
+}
+
 static int helper_main(int argc, char **argv)
 {
+	if (argc >= 7 && !strcmp(argv[2], "scatter"))
+		return helper_scatter(argv + 3);
 	if (argc >= 6 && !strcmp(argv[2], "poison"))
 		return helper_poison(argv + 3);
 	if (argc >= 7 && !strcmp(argv[2], "reader"))
@@ -564,6 +610,10 @@ static void test_one_gib_file(void **state)
 		assert_int_equal(pwrite(fd, buf, chunk, (off_t)off), (ssize_t)chunk);
 	}
 	free(buf);
+	/* Not in the kernel's cache: read from the disk, with readahead
+	   running ahead of the reader. */
+	assert_int_equal(fdatasync(fd), 0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
 	p = upage_mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
 	close(fd);
 	assert_ptr_not_equal(p, MAP_FAILED);
@@ -769,6 +819,50 @@ static void test_cache_dir(void **state)
 	unlink(path);
 }
 
+/*
+ * Clients read a file not in any cache, each in an order of its own (one
+ * in order, through the readahead): faults land everywhere in extents
+ * being read. A client must never see a page of a huge page before its
+ * data (the kernel shows the rest of a large folio as zeroes as soon as a
+ * part of it is written). Twice: the first time alone in order.
+ */
+static void test_scattered_readers(void **state)
+{
+	const unsigned long npages = 64 * 512 + 77;
+	char path[128], n[16], seed[4][16], line[64];
+	struct ft_helper hp[4];
+	int fd;
+
+	path_of(path, "scatter");
+	assert_int_equal(ft_make_file(path, npages * PG, 1), 0);
+	snprintf(n, sizeof(n), "%lu", npages);
+	for (int round = 0, k = 1; round < 2; round++, k = 4) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		assert_true(fd >= 0);
+		assert_int_equal(fdatasync(fd), 0);
+		assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED),
+				 0);
+		close(fd);
+		for (int i = 0; i < k; i++) {
+			char *argv[] = { "test", "helper", "scatter", h.sock,
+					 path, n, seed[i], NULL };
+
+			snprintf(seed[i], sizeof(seed[i]), "%d",
+				 i ? 100 + i : 0);
+			assert_int_equal(ft_spawn(&hp[i], argv), 0);
+		}
+		for (int i = 0; i < k; i++) {
+			assert_int_equal(ft_report(&hp[i], line, sizeof(line)),
+					 0);
+			assert_string_equal(line, "ok");
+		}
+		/* All gone: the next round starts from an empty cache. */
+		for (int i = 0; i < k; i++)
+			assert_int_equal(ft_finish(&hp[i], 0), 0);
+	}
+	unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -787,6 +881,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_one_gib_file),
 		cmocka_unit_test(test_huge_pages),
 		cmocka_unit_test(test_cache_dir),
+		cmocka_unit_test(test_scattered_readers),
 	};
 
 	if (argc >= 2 && !strcmp(argv[1], "helper"))
