@@ -30,6 +30,7 @@
 #include <upage/upage.h>
 
 #include "upaged_harness.h"
+#include "upaged_filetest.h"
 
 #define PG 4096UL
 
@@ -837,6 +838,38 @@ static void test_maps_random(void **state)
 
 /* ---- real programs ---- */
 
+/* The daemon the programs below are run against. */
+static struct harness *prog_h = &h;
+
+/* The daemon paged a program (only asked of the group's daemon). */
+static void assert_paged(uint64_t faults_before)
+{
+	if (prog_h == &h)
+		assert_true(daemon_faults() - faults_before >= 10);
+}
+
+/*
+ * body again, against a daemon of its own whose page cache is held to a
+ * budget far below the program's files: real programs through eviction,
+ * write-back and re-reads. It must have evicted.
+ */
+static void under_budget(void (*body)(void **), void **state)
+{
+	static const char *const extra[] = { "--max-resident", "1M", NULL };
+	struct upage_status_reply s;
+	struct harness h2;
+
+	assert_int_equal(harness_start_args(&h2, extra), 0);
+	prog_h = &h2;
+	body(state);
+	prog_h = &h;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(ft_status_of(h2.sock, &s), 0);
+	assert_true(s.evicted_pages > 0);
+	assert_int_equal(harness_stop(&h2), 0);
+	harness_live = &h;
+}
+
 static bool have(const char *prog)
 {
 	char cmd[256];
@@ -858,7 +891,7 @@ static int run_prog(char *const *argv, bool shim_on, const char *in,
 	if (shim_on) {
 		args[n++] = run_bin;
 		args[n++] = "--socket";
-		args[n++] = h.sock;
+		args[n++] = prog_h->sock;
 		args[n++] = "--";
 	}
 	while (*argv && n < 31)
@@ -974,7 +1007,7 @@ static void test_sqlite(void **state)
 	f0 = daemon_faults();
 	assert_ok(run_prog(qb, true, sql, ob));
 	/* It was paged by the daemon, and nothing differs. */
-	assert_true(daemon_faults() - f0 >= 10);
+	assert_paged(f0);
 	assert_same_file(oa, ob);
 	assert_same_file(a, b);
 	unlink(db);
@@ -1028,10 +1061,20 @@ static void test_lmdb(void **state)
 	f0 = daemon_faults();
 	assert_ok(run_prog(lb, true, NULL, NULL));
 	assert_ok(run_prog(xb, true, NULL, ob));
-	assert_true(daemon_faults() - f0 >= 10);
+	assert_paged(f0);
 	assert_same_file(oa, ob);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s %s %s %s %s", in, da, db, oa, ob);
 	assert_int_equal(system(cmd), 0);
+}
+
+static void test_sqlite_budget(void **state)
+{
+	under_budget(test_sqlite, state);
+}
+
+static void test_lmdb_budget(void **state)
+{
+	under_budget(test_lmdb, state);
 }
 
 /* Python's mmap module and numpy.memmap over a 256 MiB file. */
@@ -1146,6 +1189,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_maps_random),
 		cmocka_unit_test(test_sqlite),
 		cmocka_unit_test(test_lmdb),
+		cmocka_unit_test(test_sqlite_budget),
+		cmocka_unit_test(test_lmdb_budget),
 		cmocka_unit_test(test_python),
 	};
 
