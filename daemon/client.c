@@ -187,8 +187,21 @@ static long client_map(struct umm *u, const struct upage_map *m, int fd,
 	return addr;
 }
 
+/* After do_mremap() to r: a file mapping that grew. */
+static bool vma_is_file_grow(struct umm *u, long r, unsigned long old_len,
+			     unsigned long new_len)
+{
+	struct vm_area_struct *vma;
+
+	if (new_len <= old_len)
+		return false;
+	vma = find_vma(&u->mm, (unsigned long)r + old_len);
+	return vma && vma->vm_file;
+}
+
 static int client_remap(struct umm *u, const struct upage_remap *m,
-			uint64_t *addr, int32_t *prot, uint64_t *action)
+			uint64_t *addr, int32_t *prot, uint64_t *action,
+			int *memfd)
 {
 	unsigned long old_len = PAGE_ALIGN(m->old_len);
 	unsigned long new_len = PAGE_ALIGN(m->new_len);
@@ -206,10 +219,7 @@ static int client_remap(struct umm *u, const struct upage_remap *m,
 	vma = find_vma(&u->mm, m->old_addr);
 	if (!vma || vma->vm_start > m->old_addr)
 		return -EFAULT;
-	/* A file mapping grows over memfd, not reservation: not yet. */
-	if (vma->vm_file && new_len > old_len)
-		return -EOPNOTSUPP;
-	/* Keeping the source of a file mapping: not yet either. */
+	/* Keeping the source of a file mapping: not yet. */
 	if (vma->vm_file && (m->flags & MREMAP_DONTUNMAP))
 		return -EOPNOTSUPP;
 	*prot = prot_of(vma->vm_flags);
@@ -219,6 +229,22 @@ static int client_remap(struct umm *u, const struct upage_remap *m,
 	if (r < 0)
 		return (int)r;
 	*addr = r;
+	if (vma_is_file_grow(u, r, old_len, new_len)) {
+		/* The tail is the page cache mapped anew, registered at
+		   its commit (proto.h). */
+		int how;
+
+		vma = find_vma(&u->mm, (unsigned long)r + old_len);
+		*memfd = file_memfd(vma, &how);
+		*action = ((unsigned long)r != m->old_addr ? UPAGE_REMAP_MOVE
+							   : UPAGE_REMAP_GROW) |
+			  UPAGE_REMAP_FILE |
+			  (how == MAP_SHARED ? UPAGE_REMAP_SHARED : 0) |
+			  ((uint64_t)vma_pgoff_at(vma, (unsigned long)r +
+							     old_len)
+			   << PAGE_SHIFT);
+		return 0;
+	}
 	if ((unsigned long)r != m->old_addr) {
 		*action = UPAGE_REMAP_MOVE; /* registration moves with it */
 		return 0;
@@ -357,7 +383,7 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 			break;
 		}
 		case UPAGE_MSG_REMAP:
-			r = client_remap(u, buf, &addr, &prot, &aux);
+			r = client_remap(u, buf, &addr, &prot, &aux, &memfd);
 			break;
 		case UPAGE_MSG_SYNC:
 			r = client_sync(c, buf);
@@ -395,8 +421,10 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 	if (c->umm && validate_mm(&c->umm->mm))
 		abort();
 #endif
-	if (memfd >= 0 && r == 0)
-		proto_reply_fd(c->fd, h, 0, addr, (uint64_t)how, memfd);
+	if (memfd >= 0 && r == 0 && h->type == UPAGE_MSG_REMAP)
+		proto_reply_fd(c->fd, h, 0, addr, prot, aux, memfd);
+	else if (memfd >= 0 && r == 0)
+		proto_reply_fd(c->fd, h, 0, addr, 0, (uint64_t)how, memfd);
 	else
 		proto_reply(c->fd, h, (int)r, addr, prot, aux);
 }

@@ -614,15 +614,22 @@ long file_map(struct umm *u, const struct upage_map *m, int fd, int *memfd,
 	 * memfd, which reads the same pages and, written behind our back,
 	 * would copy rather than reach anyone else.
 	 */
-	if (addr >= 0 && type != MAP_PRIVATE && (vma->vm_flags & VM_MAYWRITE)) {
-		*memfd = b->memfd;
-		*how = MAP_SHARED;
-	} else if (addr >= 0) {
-		*memfd = b->memfd_ro;
-		*how = MAP_PRIVATE;
-	}
+	if (addr >= 0)
+		*memfd = file_memfd(vma, how);
 	backing_put(b); /* the VMA holds its own */
 	return addr;
+}
+
+int file_memfd(const struct vm_area_struct *vma, int *how)
+{
+	struct backing *b = backing_of(vma);
+
+	if (vma->vm_ops == &file_vm_ops && (vma->vm_flags & VM_MAYWRITE)) {
+		*how = MAP_SHARED;
+		return b->memfd;
+	}
+	*how = MAP_PRIVATE;
+	return b->memfd_ro;
 }
 
 /*

@@ -189,12 +189,12 @@ static void proto_reply_fill(struct upage_reply *r,
 }
 
 int proto_reply_fd(int sock, const struct upage_hdr *req, int error,
-		   uint64_t addr, uint64_t aux, int fd)
+		   uint64_t addr, int32_t prot, uint64_t aux, int fd)
 {
 	struct upage_reply r;
 	ssize_t n;
 
-	proto_reply_fill(&r, req, error, addr, 0, aux);
+	proto_reply_fill(&r, req, error, addr, prot, aux);
 	n = upage_wire_send(sock, &r, sizeof(r), fd,
 			    MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n < 0)

@@ -132,7 +132,7 @@ ssize_t proto_recv(int sock, void *buf, size_t size, int *fd, int *nfds);
 int proto_check(const void *buf, size_t n, int nfds, bool *drop);
 int proto_send(int sock, const void *msg, size_t len);
 int proto_reply_fd(int sock, const struct upage_hdr *req, int error,
-		   uint64_t addr, uint64_t aux, int fd);
+		   uint64_t addr, int32_t prot, uint64_t aux, int fd);
 void proto_reply(int sock, const struct upage_hdr *req, int error,
 		 uint64_t addr, int32_t prot, uint64_t aux);
 
@@ -197,6 +197,9 @@ void file_range_release(struct umm *u, unsigned long addr, unsigned long len);
 long file_map(struct umm *u, const struct upage_map *m, int fd, int *memfd,
 	      int *how);
 int file_commit(struct umm *u, const struct upage_map_commit *m);
+/* What a client maps for file VMA vma: the object's memfd (*how
+   MAP_SHARED) or its read-only one (MAP_PRIVATE); the object keeps it. */
+int file_memfd(const struct vm_area_struct *vma, int *how);
 /*
  * After the model's mprotect of [addr, addr + len) to writable, before the
  * client's: the shared file mappings there that write now are tracked

@@ -761,6 +761,52 @@ UPAGE_EXPORT int upage_mprotect(void *addr, size_t len, int prot)
 	return r < 0 ? up_errno(r) : 0;
 }
 
+/*
+ * The client's part of a file mapping that grew (proto.h): moved first
+ * when it moves, then the page cache over the new tail, committed, then
+ * given the mapping's protection. A tail that cannot be had goes back,
+ * and the mapping keeps its old length (where it now is).
+ */
+static int up_remap_file(unsigned long old, unsigned long olen,
+			 unsigned long nu, unsigned long nlen,
+			 const struct upage_reply *rep, int memfd)
+{
+	struct upage_map_commit cm;
+	struct upage_reply crep;
+	void *p;
+	int r = 0;
+
+	if (!up_in_arena(nu, nlen))
+		return -EPROTO;
+	if (UPAGE_REMAP_ACTION(rep->aux) == UPAGE_REMAP_MOVE) {
+		p = mremap((void *)old, olen, olen,
+			   MREMAP_MAYMOVE | MREMAP_FIXED, (void *)nu);
+		if (p == MAP_FAILED)
+			return -errno;
+		r = up_reserve(old, olen);
+		if (r < 0)
+			return r;
+	}
+	p = mmap((void *)(nu + olen), nlen - olen, PROT_NONE,
+		 ((rep->aux & UPAGE_REMAP_SHARED) ? MAP_SHARED : MAP_PRIVATE) |
+		 MAP_FIXED, memfd, (off_t)UPAGE_REMAP_TAIL_OFF(rep->aux));
+	if (p == MAP_FAILED)
+		r = -errno;
+	if (r == 0) {
+		memset(&cm, 0, sizeof(cm));
+		cm.addr = nu + olen;
+		cm.len = nlen - olen;
+		r = up_request(&cm, sizeof(cm), UPAGE_MSG_MAP_COMMIT, -1,
+			       &crep);
+	}
+	if (r == 0 && rep->prot != PROT_NONE &&
+	    mprotect((void *)(nu + olen), nlen - olen, rep->prot) < 0)
+		r = -errno;
+	if (r < 0)
+		up_unmap_locked(nu + olen, nlen - olen);
+	return r;
+}
+
 UPAGE_EXPORT void *upage_mremap(void *old_addr, size_t old_len,
 				size_t new_len, int flags, ...)
 {
@@ -769,7 +815,8 @@ UPAGE_EXPORT void *upage_mremap(void *old_addr, size_t old_len,
 	struct upage_remap m;
 	struct upage_reply rep;
 	void *p;
-	int r;
+	size_t got = 0;
+	int r, memfd = -1;
 
 	if (flags & MREMAP_FIXED) {
 		va_list ap;
@@ -802,10 +849,22 @@ UPAGE_EXPORT void *upage_mremap(void *old_addr, size_t old_len,
 	m.new_len = new_len;
 	m.new_addr = nu;
 	m.flags = flags;
-	r = up_request(&m, sizeof(m), UPAGE_MSG_REMAP, -1, &rep);
+	memset(&rep, 0, sizeof(rep));
+	r = up_call_fd(&m, sizeof(m), UPAGE_MSG_REMAP, -1, &rep, sizeof(rep),
+		       &got, &memfd);
+	if (r == 0 && got != sizeof(rep))
+		r = -EPROTO;
+	if (r == 0)
+		r = rep.error;
+	if (r == 0 && (rep.aux & UPAGE_REMAP_FILE) && memfd < 0)
+		r = -EPROTO;
 	if (r < 0)
 		goto out;
 	nu = rep.addr;
+	if (rep.aux & UPAGE_REMAP_FILE) {
+		r = up_remap_file(old, olen, nu, nlen, &rep, memfd);
+		goto out;
+	}
 	switch (rep.aux) {
 	case UPAGE_REMAP_MOVE:
 		p = mremap(old_addr, olen, nlen, MREMAP_MAYMOVE | MREMAP_FIXED |
@@ -829,6 +888,8 @@ UPAGE_EXPORT void *upage_mremap(void *old_addr, size_t old_len,
 		break;
 	}
 out:
+	if (memfd >= 0)
+		close(memfd);
 	pthread_mutex_unlock(&up_lock);
 	if (r < 0)
 		return errno = -r, MAP_FAILED;

@@ -863,6 +863,94 @@ static void test_scattered_readers(void **state)
 	unlink(path);
 }
 
+/* Every byte of n pages at p is page first.. of the file (pattern 1). */
+static void check_file_pages(const unsigned char *p, unsigned long first,
+			     unsigned long n)
+{
+	for (unsigned long i = 0; i < n * PG; i++)
+		if (p[i] != ft_pat(first * PG + i, 1))
+			fail_msg("byte %lu (file page %lu) differs", i,
+				 first + i / PG);
+}
+
+/*
+ * mremap of file mappings that grow, as with the kernel: in place, and
+ * moved (MAYMOVE|FIXED); shared writes made before and after reach the
+ * file; a private copy travels with its mapping; past the end of the file
+ * the grown part raises SIGBUS. The kernel's maps agree on the offsets.
+ */
+static void test_mremap_grow_file(void **state)
+{
+	unsigned char *p, *q, *r, v;
+	unsigned long off;
+	char path[128], perms[5];
+	int fd;
+
+	path_of(path, "grow");
+	assert_int_equal(ft_make_file(path, 64 * PG, 1), 0);
+	/* Room above: 48 pages placed, the top 32 given back. */
+	p = ft_map_file(path, O_RDWR, 48 * PG, PROT_READ | PROT_WRITE,
+			MAP_SHARED, 8 * PG);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	assert_int_equal(upage_munmap(p + 16 * PG, 32 * PG), 0);
+	check_file_pages(p, 8, 16);
+	p[5] = 'A';
+	q = upage_mremap(p, 16 * PG, 32 * PG, 0);
+	assert_ptr_equal(q, p);
+	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)p + 20 * PG,
+				       perms, &off), 0);
+	assert_string_equal(perms, "rw-s");
+	assert_int_equal(off, 8 * PG); /* one VMA again: its start's */
+	assert_int_equal(p[5], 'A');
+	check_file_pages(p + PG, 9, 31);
+	p[20 * PG + 3] = 'B';
+	/* Moved: to a free range chosen here. */
+	r = upage_mmap(NULL, 64 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	assert_ptr_not_equal(r, MAP_FAILED);
+	assert_int_equal(upage_munmap(r, 64 * PG), 0);
+	q = upage_mremap(p, 32 * PG, 56 * PG, MREMAP_MAYMOVE | MREMAP_FIXED,
+			 r);
+	assert_ptr_equal(q, r);
+	assert_int_equal(q[5], 'A');
+	assert_int_equal(q[20 * PG + 3], 'B');
+	check_file_pages(q + 32 * PG, 40, 24);
+	q[50 * PG] = 'C';
+	assert_int_equal(upage_msync(q, 56 * PG, MS_SYNC), 0);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &v, 1, 8 * PG + 5), 1);
+	assert_int_equal(v, 'A');
+	assert_int_equal(pread(fd, &v, 1, 28 * PG + 3), 1);
+	assert_int_equal(v, 'B');
+	assert_int_equal(pread(fd, &v, 1, 58 * PG), 1);
+	assert_int_equal(v, 'C');
+	close(fd);
+	/* Past the end of the file: the kernel's SIGBUS. */
+	q = upage_mremap(r, 56 * PG, 64 * PG, MREMAP_MAYMOVE);
+	assert_ptr_not_equal(q, MAP_FAILED);
+	assert_int_equal(ft_touch(q + 55 * PG, &v), 0);
+	assert_int_equal(ft_touch(q + 56 * PG, &v), SIGBUS);
+	assert_int_equal(upage_munmap(q, 64 * PG), 0);
+
+	/* Private: the copy moves with the mapping, the tail is the file's. */
+	p = ft_map_file(path, O_RDONLY, 8 * PG, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	p[PG] = 'P';
+	q = upage_mremap(p, 8 * PG, 24 * PG, MREMAP_MAYMOVE);
+	assert_ptr_not_equal(q, MAP_FAILED);
+	assert_int_equal(q[PG], 'P');
+	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)q + 10 * PG,
+				       perms, &off), 0);
+	assert_string_equal(perms, "rw-p");
+	assert_int_equal(off, 0);
+	check_file_pages(q + 9 * PG, 9, 15);
+	assert_int_equal(q[8 * PG + 5], 'A');
+	assert_int_equal(upage_munmap(q, 24 * PG), 0);
+	unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -882,6 +970,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_huge_pages),
 		cmocka_unit_test(test_cache_dir),
 		cmocka_unit_test(test_scattered_readers),
+		cmocka_unit_test(test_mremap_grow_file),
 	};
 
 	if (argc >= 2 && !strcmp(argv[1], "helper"))

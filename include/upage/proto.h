@@ -154,6 +154,16 @@ struct upage_reply {
 #define UPAGE_REMAP_MOVE 0   /* mremap(MAYMOVE|FIXED) to addr */
 #define UPAGE_REMAP_GROW 1   /* tail registered: mprotect it to prot */
 #define UPAGE_REMAP_SHRINK 2 /* give the tail back to the reservation */
+/*
+ * A file mapping that grows: MOVE (the old length only) or GROW, then the
+ * reply's fd mapped over the tail [addr + old_len, addr + new_len) at file
+ * offset UPAGE_REMAP_TAIL_OFF(aux), MAP_SHARED with UPAGE_REMAP_SHARED
+ * (else MAP_PRIVATE), PROT_NONE; MAP_COMMIT of the tail; mprotect to prot.
+ */
+#define UPAGE_REMAP_FILE 0x10
+#define UPAGE_REMAP_SHARED 0x20
+#define UPAGE_REMAP_ACTION(aux) ((aux) & 0xf)
+#define UPAGE_REMAP_TAIL_OFF(aux) ((aux) & ~0xfffULL)
 
 /* Counters, per mm and for the whole daemon. */
 struct upage_counters {
