@@ -167,8 +167,10 @@ static long client_map(struct umm *u, const struct upage_map *m, int fd,
 		return -EINVAL;
 	if (!(m->flags & MAP_ANONYMOUS))
 		return file_map(u, m, fd, memfd, how); /* registered at commit */
-	if (m->flags & MAP_SHARED)
-		return -ENODEV; /* anonymous shared memory: not yet */
+	if ((m->flags & MAP_TYPE) != MAP_PRIVATE) {
+		*how = MAP_SHARED;
+		return shm_map(u, m, memfd);
+	}
 	memset(&req, 0, sizeof(req));
 	req.addr = m->addr;
 	req.len = len;
@@ -197,6 +199,16 @@ static bool vma_is_file_grow(struct umm *u, long r, unsigned long old_len,
 		return false;
 	vma = find_vma(&u->mm, (unsigned long)r + old_len);
 	return vma && vma->vm_file;
+}
+
+/* What the client maps over a grown tail of vma; *how: shared or not. */
+static int remap_memfd(const struct vm_area_struct *vma, int *how)
+{
+	if (vma->vm_ops == &shm_vm_ops) {
+		*how = MAP_SHARED;
+		return shm_memfd(vma);
+	}
+	return file_memfd(vma, how);
 }
 
 static int client_remap(struct umm *u, const struct upage_remap *m,
@@ -235,7 +247,7 @@ static int client_remap(struct umm *u, const struct upage_remap *m,
 		int how;
 
 		vma = find_vma(&u->mm, (unsigned long)r + old_len);
-		*memfd = file_memfd(vma, &how);
+		*memfd = remap_memfd(vma, &how);
 		*action = ((unsigned long)r != m->old_addr ? UPAGE_REMAP_MOVE
 							   : UPAGE_REMAP_GROW) |
 			  UPAGE_REMAP_FILE |

@@ -671,7 +671,11 @@ int file_commit(struct umm *u, const struct upage_map_commit *m)
 	   write now is not write-protected: the kernel then maps the pages
 	   around a read fault at once (fault-around), which it never does
 	   under write-protect. file_protect() tracks it if it turns
-	   writable. */
+	   writable. Anonymous shared memory (a grown tail) needs nothing. */
+	vma = find_vma(&u->mm, a);
+	if (vma && vma->vm_start <= a && vma->vm_ops == &shm_vm_ops &&
+	    vma->vm_end >= m->addr + len)
+		return 0;
 	while (a < m->addr + len) {
 		vma = find_vma(&u->mm, a);
 		if (!vma || vma->vm_start > a || !vma_is_file(vma))

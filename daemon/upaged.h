@@ -172,6 +172,13 @@ void query_fault_done(int kind, uint64_t read_ns);
 
 /* policy_anon.c */
 extern const struct vm_operations_struct anon_vm_ops;
+/* policy_shmem.c: anonymous shared memory, a memfd per mapping. */
+extern const struct vm_operations_struct shm_vm_ops;
+/* Places it for MAP_SHARED | MAP_ANONYMOUS; *memfd: what the client maps
+   (the object keeps it). The address, or -errno. */
+long shm_map(struct umm *u, const struct upage_map *m, int *memfd);
+/* The memfd behind a shm_vm_ops VMA. */
+int shm_memfd(const struct vm_area_struct *vma);
 extern const struct vm_operations_struct hole_vm_ops;
 
 /* policy_file.c (shared file mappings) and policy_cow.c (private ones). */

@@ -422,7 +422,8 @@ static bool pl_selects(size_t len, int flags, int fd)
 	    (type != MAP_PRIVATE && type != MAP_SHARED &&
 	     type != MAP_SHARED_VALIDATE))
 		return false;
-	/* Anonymous MAP_SHARED: the daemon does not page it (ENODEV). */
+	/* Anonymous MAP_SHARED: nothing to page in (the daemon's memfd,
+	   served by the kernel's shmem): left to the kernel. */
 	if (flags & MAP_ANONYMOUS)
 		return pol.anon && type == MAP_PRIVATE;
 	if (!pol.file || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))

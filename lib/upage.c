@@ -656,12 +656,17 @@ UPAGE_EXPORT void *upage_mmap(void *addr, size_t len, int prot, int flags,
 	m.off = (uint64_t)off;
 	m.prot = prot;
 	m.flags = flags;
-	if (flags & MAP_ANONYMOUS) {
+	if ((flags & MAP_ANONYMOUS) && type == MAP_PRIVATE) {
 		r = up_request(&m, sizeof(m), UPAGE_MSG_MAP, -1, &rep);
 		if (r < 0)
 			goto out;
 		a = rep.addr;
 	} else {
+		/* Anonymous shared memory too: the daemon's memfd. */
+		if (flags & MAP_ANONYMOUS) {
+			m.off = 0;
+			fd = -1;
+		}
 		r = up_map_file(&m, fd, &a);
 		if (r < 0)
 			goto out;

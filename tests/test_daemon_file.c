@@ -18,6 +18,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -951,6 +952,55 @@ static void test_mremap_grow_file(void **state)
 	unlink(path);
 }
 
+/*
+ * Anonymous shared memory: zeroes first, shared with a fork child both
+ * ways, "rw-s" in the kernel's maps, protections as the kernel's; grown
+ * by mremap, the part past its first size raises SIGBUS, as the kernel's.
+ */
+static void test_anon_shared(void **state)
+{
+	unsigned char *p, *q, v;
+	unsigned long off;
+	char perms[5];
+	pid_t pid;
+	int st;
+
+	p = upage_mmap(NULL, 16 * PG, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	for (unsigned long i = 0; i < 16 * PG; i++)
+		assert_int_equal(p[i], 0);
+	for (unsigned long i = 0; i < 16 * PG; i++)
+		p[i] = ft_pat(i, 9);
+	assert_int_equal(ft_maps_perms(getpid(), (unsigned long)p, perms,
+				       &off), 0);
+	assert_string_equal(perms, "rw-s");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		for (unsigned long i = 0; i < 16 * PG; i++)
+			if (p[i] != ft_pat(i, 9))
+				_exit(1);
+		p[3 * PG + 1] = 'k';
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(p[3 * PG + 1], 'k');
+	assert_int_equal(upage_mprotect(p, 16 * PG, PROT_READ), 0);
+	assert_int_equal(ft_poke(p + PG, 1), SIGSEGV);
+	assert_int_equal(upage_mprotect(p, 16 * PG, PROT_READ | PROT_WRITE),
+			 0);
+	p[PG] = 'w';
+	q = upage_mremap(p, 16 * PG, 24 * PG, MREMAP_MAYMOVE);
+	assert_ptr_not_equal(q, MAP_FAILED);
+	assert_int_equal(q[PG], 'w');
+	assert_int_equal(q[3 * PG + 1], 'k');
+	assert_int_equal(ft_touch(q + 15 * PG, &v), 0);
+	assert_int_equal(ft_touch(q + 16 * PG, &v), SIGBUS);
+	assert_int_equal(upage_munmap(q, 24 * PG), 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -971,6 +1021,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_cache_dir),
 		cmocka_unit_test(test_scattered_readers),
 		cmocka_unit_test(test_mremap_grow_file),
+		cmocka_unit_test(test_anon_shared),
 	};
 
 	if (argc >= 2 && !strcmp(argv[1], "helper"))
