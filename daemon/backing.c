@@ -285,9 +285,11 @@ static int backing_create(struct backing_table *t, int fd,
 		goto fail_errno;
 	if (ftruncate(b->memfd, (off_t)(b->npages * PAGE_SIZE)))
 		goto fail_errno;
-	if (t->direct) {
+	if (t->direct || b->huge) {
 		/* Our own fd, reopened: O_DIRECT must not change the
-		   client's file description. -1 where not supported. */
+		   client's file description. -1 where not supported. A huge
+		   page cache reads what the kernel has not cached this way:
+		   one copy (into the tmpfs), not two. */
 		snprintf(link, sizeof(link), "/proc/self/fd/%d", b->fd);
 		b->dfd = open(link, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	}
@@ -418,6 +420,7 @@ struct backing_read_io {
 	void *bounce;         /* NULL while spliced */
 	int src;              /* our own duplicate of the file while spliced */
 	bool urgent;          /* the faulting page's run: copied first */
+	bool cached;          /* the kernel's page cache holds the run */
 };
 
 /*
@@ -632,7 +635,7 @@ static int backing_read_bounce(struct backing_read_io *rio)
 		return -ENOMEM;
 	/* O_DIRECT reads whole pages: not for the file's partial last one,
 	   whose short read would continue at an unaligned offset. */
-	if (b->dfd >= 0 && off + len <= b->size)
+	if (b->dfd >= 0 && !rio->cached && off + len <= b->size)
 		err = io_read(b->table->io, b->dfd, rio->bounce, len,
 			      (off_t)off, backing_read_done, rio);
 	else
@@ -669,8 +672,9 @@ static int backing_read_run(struct backing *b, unsigned long first,
 		rio->bytes = (size_t)(b->size - off);
 	/* Spliced in pieces, a run would show a huge page's zeroes between
 	   them: one write of it all. */
-	if (!backing_fails_reads(b) && !b->huge &&
-	    backing_cached(b, off, rio->bytes)) {
+	rio->cached = !backing_fails_reads(b) &&
+		      backing_cached(b, off, rio->bytes);
+	if (rio->cached && !b->huge) {
 		/* Our own descriptor: the object's may be swapped for a
 		   writable one while the copy runs. */
 		rio->src = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);

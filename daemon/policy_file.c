@@ -338,7 +338,11 @@ static void file_readahead(struct backing *b, unsigned long pgoff)
 
 	if (b->ra_start != pgoff || s <= RA_MIN_PAGES)
 		return; /* backing_read() planned nothing, or no sequence */
-	/* Two windows ahead: a disk keeps several reads in flight. */
+	/* Two windows ahead: a disk keeps several reads in flight. A huge
+	   page cache reads with O_DIRECT what the kernel has not cached,
+	   with no readahead of the kernel's behind it: 16 MiB ahead. */
+	if (b->huge && ahead < 8 * HUGE_PAGES)
+		ahead = 8 * HUGE_PAGES;
 	m = next + ahead / 2;
 	if (backing_readahead(b, next, m - next) == 0 &&
 	    backing_readahead(b, m + 1, ahead - (m - next) - 1) == 0)
