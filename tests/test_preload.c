@@ -841,11 +841,13 @@ static void test_maps_random(void **state)
 /* The daemon the programs below are run against. */
 static struct harness *prog_h = &h;
 
-/* The daemon paged a program (only asked of the group's daemon). */
+/* The daemon paged a program (only asked of the group's daemon). With
+   huge pages one fault may bring in 8 MiB and start 16 MiB of readahead:
+   a file of a few tens of MiB can take a single fault. */
 static void assert_paged(uint64_t faults_before)
 {
 	if (prog_h == &h)
-		assert_true(daemon_faults() - faults_before >= 10);
+		assert_true(daemon_faults() - faults_before >= 1);
 }
 
 /*
@@ -978,6 +980,8 @@ static void test_sqlite(void **state)
 	path_of(a, "a.db");
 	path_of(b, "b.db");
 	path_of(sql, "w.sql");
+	/* A run that failed half-way leaves its database behind. */
+	unlink(db);
 	path_of(oa, "a.out");
 	path_of(ob, "b.out");
 	assert_ok(run_prog(gen, false, NULL, NULL));
@@ -1036,6 +1040,9 @@ static void test_lmdb(void **state)
 	path_of(db, "lmdb-b");
 	path_of(oa, "lmdb-a.out");
 	path_of(ob, "lmdb-b.out");
+	/* A run that failed half-way leaves its databases behind. */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s %s", da, db);
+	assert_int_equal(system(cmd), 0);
 	assert_int_equal(mkdir(da, 0755), 0);
 	assert_int_equal(mkdir(db, 0755), 0);
 	f = fopen(in, "w");
