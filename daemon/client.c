@@ -189,16 +189,17 @@ static long client_map(struct umm *u, const struct upage_map *m, int fd,
 	return addr;
 }
 
-/* After do_mremap() to r: a file mapping that grew. */
-static bool vma_is_file_grow(struct umm *u, long r, unsigned long old_len,
-			     unsigned long new_len)
+/* After do_mremap() to r: the VMA of a file mapping that grew, or NULL. */
+static struct vm_area_struct *grown_file_vma(struct umm *u, long r,
+					     unsigned long old_len,
+					     unsigned long new_len)
 {
 	struct vm_area_struct *vma;
 
 	if (new_len <= old_len)
-		return false;
+		return NULL;
 	vma = find_vma(&u->mm, (unsigned long)r + old_len);
-	return vma && vma->vm_file;
+	return vma && vma->vm_file ? vma : NULL;
 }
 
 /* What the client maps over a grown tail of vma; *how: shared or not. */
@@ -241,12 +242,12 @@ static int client_remap(struct umm *u, const struct upage_remap *m,
 	if (r < 0)
 		return (int)r;
 	*addr = r;
-	if (vma_is_file_grow(u, r, old_len, new_len)) {
+	vma = grown_file_vma(u, r, old_len, new_len);
+	if (vma) {
 		/* The tail is the page cache mapped anew, registered at
 		   its commit (proto.h). */
 		int how;
 
-		vma = find_vma(&u->mm, (unsigned long)r + old_len);
 		*memfd = remap_memfd(vma, &how);
 		*action = ((unsigned long)r != m->old_addr ? UPAGE_REMAP_MOVE
 							   : UPAGE_REMAP_GROW) |
@@ -365,6 +366,7 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 			r = client_map(u, buf, fd, &memfd, &how);
 			if (r >= 0) {
 				addr = r;
+				aux = (uint64_t)how; /* with the memfd */
 				r = 0;
 			}
 			break;
@@ -433,10 +435,8 @@ static void client_dispatch(struct client *c, const void *buf, int fd)
 	if (c->umm && validate_mm(&c->umm->mm))
 		abort();
 #endif
-	if (memfd >= 0 && r == 0 && h->type == UPAGE_MSG_REMAP)
+	if (memfd >= 0 && r == 0)
 		proto_reply_fd(c->fd, h, 0, addr, prot, aux, memfd);
-	else if (memfd >= 0 && r == 0)
-		proto_reply_fd(c->fd, h, 0, addr, 0, (uint64_t)how, memfd);
 	else
 		proto_reply(c->fd, h, (int)r, addr, prot, aux);
 }

@@ -329,6 +329,18 @@ static long unmapped_area_topdown(struct mm_struct *mm, unsigned long len)
 	return vma ? (long)(vma->vm_start - len) : -ENOMEM;
 }
 
+/* A hint (page aligned in *addr) that is free is taken as it is, as the
+   kernel does. */
+static bool hint_is_free(struct mm_struct *mm, unsigned long *addr,
+			 unsigned long len)
+{
+	if (!*addr)
+		return false;
+	*addr = PAGE_ALIGN(*addr);
+	return *addr && range_in_arena(mm, *addr, len) &&
+	       !find_vma_intersection(mm, *addr, *addr + len);
+}
+
 long get_unmapped_area(struct mm_struct *mm, unsigned long addr,
 		       unsigned long len, int flags)
 {
@@ -347,12 +359,8 @@ long get_unmapped_area(struct mm_struct *mm, unsigned long addr,
 			return -EEXIST;
 		return (long)addr;
 	}
-	if (addr) {
-		addr = PAGE_ALIGN(addr);
-		if (addr && range_in_arena(mm, addr, len) &&
-		    !find_vma_intersection(mm, addr, addr + len))
-			return (long)addr;
-	}
+	if (hint_is_free(mm, &addr, len))
+		return (long)addr;
 	return unmapped_area_topdown(mm, len);
 }
 
@@ -371,13 +379,8 @@ static long get_unmapped_area_aligned(struct mm_struct *mm,
 	if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) || len < align ||
 	    len + align < len)
 		return get_unmapped_area(mm, addr, len, flags);
-	if (addr) {
-		/* A hint that is free is taken as it is, as the kernel does. */
-		addr = PAGE_ALIGN(addr);
-		if (addr && range_in_arena(mm, addr, len) &&
-		    !find_vma_intersection(mm, addr, addr + len))
-			return (long)addr;
-	}
+	if (hint_is_free(mm, &addr, len))
+		return (long)addr;
 	a = unmapped_area_topdown(mm, len + align);
 	if (a < 0)
 		return get_unmapped_area(mm, 0, len, flags);

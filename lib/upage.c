@@ -510,30 +510,67 @@ static int up_unmap_locked(unsigned long addr, unsigned long len)
  * hands us its page cache; we map that over the reservation, PROT_NONE,
  * and have the daemon register it. *addr gets the address.
  */
+/*
+ * A request whose reply may carry a descriptor (*memfd, else -1): 0, the
+ * reply's error, or -EPROTO for a reply of the wrong size. *got_reply: a
+ * whole reply came.
+ */
+static int up_call_reply_fd(void *req, size_t len, uint16_t type, int fd,
+			    struct upage_reply *rep, int *memfd,
+			    bool *got_reply)
+{
+	size_t got = 0;
+	int r;
+
+	memset(rep, 0, sizeof(*rep));
+	r = up_call_fd(req, len, type, fd, rep, sizeof(*rep), &got, memfd);
+	*got_reply = r == 0 && got == sizeof(*rep);
+	if (r == 0 && !*got_reply)
+		r = -EPROTO;
+	return r < 0 ? r : rep->error;
+}
+
+/*
+ * Maps [a, a + len) of the daemon's page cache memfd at file offset off,
+ * shared or private, with no access yet, and has the daemon register it
+ * (MAP_COMMIT of commit_len bytes). The caller gives the range back if
+ * this fails.
+ */
+static int up_map_cache(unsigned long a, unsigned long len, bool shared,
+			int memfd, uint64_t off, uint64_t commit_len)
+{
+	struct upage_map_commit cm;
+	struct upage_reply rep;
+	void *p;
+
+	p = mmap((void *)a, len, PROT_NONE,
+		 (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, memfd,
+		 (off_t)off);
+	if (p == MAP_FAILED)
+		return -errno;
+	memset(&cm, 0, sizeof(cm));
+	cm.addr = a;
+	cm.len = commit_len;
+	return up_request(&cm, sizeof(cm), UPAGE_MSG_MAP_COMMIT, -1, &rep);
+}
+
 static int up_map_file(struct upage_map *m, int fd, unsigned long *addr)
 {
 	unsigned long len = UP_ALIGN(m->len);
-	struct upage_map_commit cm;
 	struct upage_reply rep;
 	unsigned long a;
-	size_t got = 0;
+	bool got_reply;
 	int memfd, r;
-	void *p;
 
-	memset(&rep, 0, sizeof(rep));
-	r = up_call_fd(m, sizeof(*m), UPAGE_MSG_MAP, fd, &rep, sizeof(rep),
-		       &got, &memfd);
-	if (r == 0 && got != sizeof(rep))
-		r = -EPROTO;
-	if (r == 0)
-		r = rep.error;
+	r = up_call_reply_fd(m, sizeof(*m), UPAGE_MSG_MAP, fd, &rep, &memfd,
+			     &got_reply);
 	if (r == 0 && memfd < 0)
 		r = -EPROTO;
 	if (r < 0) {
 		if (memfd >= 0)
 			close(memfd);
 		/* A placed mapping we cannot use goes back. */
-		if (rep.error == 0 && got == sizeof(rep) && up.sock >= 0)
+		if (rep.error == 0 && got_reply && up.sock >= 0)
 			up_unmap_locked(rep.addr, len);
 		return r;
 	}
@@ -543,17 +580,9 @@ static int up_map_file(struct upage_map *m, int fd, unsigned long *addr)
 		close(memfd);
 		return -EPROTO;
 	}
-	p = mmap((void *)a, len, PROT_NONE,
-		 (rep.aux == MAP_SHARED ? MAP_SHARED : MAP_PRIVATE) |
-		 MAP_FIXED, memfd, (off_t)m->off);
-	r = p == MAP_FAILED ? -errno : 0;
+	r = up_map_cache(a, len, rep.aux == MAP_SHARED, memfd, m->off,
+			 m->len);
 	close(memfd);
-	if (r == 0) {
-		memset(&cm, 0, sizeof(cm));
-		cm.addr = a;
-		cm.len = m->len;
-		r = up_request(&cm, sizeof(cm), UPAGE_MSG_MAP_COMMIT, -1, &rep);
-	}
 	if (r < 0) {
 		if (up.sock >= 0)
 			up_unmap_locked(a, len);
@@ -776,10 +805,8 @@ static int up_remap_file(unsigned long old, unsigned long olen,
 			 unsigned long nu, unsigned long nlen,
 			 const struct upage_reply *rep, int memfd)
 {
-	struct upage_map_commit cm;
-	struct upage_reply crep;
 	void *p;
-	int r = 0;
+	int r;
 
 	if (!up_in_arena(nu, nlen))
 		return -EPROTO;
@@ -792,18 +819,9 @@ static int up_remap_file(unsigned long old, unsigned long olen,
 		if (r < 0)
 			return r;
 	}
-	p = mmap((void *)(nu + olen), nlen - olen, PROT_NONE,
-		 ((rep->aux & UPAGE_REMAP_SHARED) ? MAP_SHARED : MAP_PRIVATE) |
-		 MAP_FIXED, memfd, (off_t)UPAGE_REMAP_TAIL_OFF(rep->aux));
-	if (p == MAP_FAILED)
-		r = -errno;
-	if (r == 0) {
-		memset(&cm, 0, sizeof(cm));
-		cm.addr = nu + olen;
-		cm.len = nlen - olen;
-		r = up_request(&cm, sizeof(cm), UPAGE_MSG_MAP_COMMIT, -1,
-			       &crep);
-	}
+	r = up_map_cache(nu + olen, nlen - olen,
+			 rep->aux & UPAGE_REMAP_SHARED, memfd,
+			 UPAGE_REMAP_TAIL_OFF(rep->aux), nlen - olen);
 	if (r == 0 && rep->prot != PROT_NONE &&
 	    mprotect((void *)(nu + olen), nlen - olen, rep->prot) < 0)
 		r = -errno;
@@ -820,7 +838,7 @@ UPAGE_EXPORT void *upage_mremap(void *old_addr, size_t old_len,
 	struct upage_remap m;
 	struct upage_reply rep;
 	void *p;
-	size_t got = 0;
+	bool got_reply;
 	int r, memfd = -1;
 
 	if (flags & MREMAP_FIXED) {
@@ -854,13 +872,8 @@ UPAGE_EXPORT void *upage_mremap(void *old_addr, size_t old_len,
 	m.new_len = new_len;
 	m.new_addr = nu;
 	m.flags = flags;
-	memset(&rep, 0, sizeof(rep));
-	r = up_call_fd(&m, sizeof(m), UPAGE_MSG_REMAP, -1, &rep, sizeof(rep),
-		       &got, &memfd);
-	if (r == 0 && got != sizeof(rep))
-		r = -EPROTO;
-	if (r == 0)
-		r = rep.error;
+	r = up_call_reply_fd(&m, sizeof(m), UPAGE_MSG_REMAP, -1, &rep, &memfd,
+			     &got_reply);
 	if (r == 0 && (rep.aux & UPAGE_REMAP_FILE) && memfd < 0)
 		r = -EPROTO;
 	if (r < 0)

@@ -625,31 +625,6 @@ static void test_one_gib_file(void **state)
 	unlink(path);
 }
 
-/* kB of the smaps field (e.g. "ShmemPmdMapped") of pid's VMA at addr. */
-static long smaps_kb(pid_t pid, unsigned long addr, const char *field)
-{
-	char line[256], want[64];
-	long kb = -1, v;
-	bool in = false;
-	FILE *f;
-
-	snprintf(line, sizeof(line), "/proc/%d/smaps", pid);
-	f = fopen(line, "re");
-	if (!f)
-		return -1;
-	snprintf(want, sizeof(want), "%s: %%ld kB", field);
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long s, e;
-
-		if (sscanf(line, "%lx-%lx ", &s, &e) == 2)
-			in = s == addr;
-		else if (in && sscanf(line, want, &v) == 1)
-			kb = v;
-	}
-	fclose(f);
-	return kb;
-}
-
 struct huge_reader {
 	const unsigned char *p;
 	size_t len;
@@ -711,8 +686,8 @@ static void test_huge_pages(void **state)
 	fs = (int)syscall(SYS_fsopen, "tmpfs", 0);
 	if (fs >= 0) {
 		close(fs);
-		assert_true(smaps_kb(getpid(), (unsigned long)p, "ShmemPmdMapped") >=
-			    2048);
+		assert_true(ft_smaps_kb(getpid(), (unsigned long)p,
+					"ShmemPmdMapped") >= 2048);
 	}
 
 	/* A private mapping's write is its own. */
@@ -805,11 +780,11 @@ static void test_cache_dir(void **state)
 		assert_int_equal(ft_report(&hp, line, sizeof(line)), 0);
 		assert_int_equal(sscanf(line, "ok %lx", &addr), 1);
 		if (on_tmpfs)
-			assert_true(smaps_kb(hp.pid, addr, "ShmemPmdMapped") >=
-				    2048);
+			assert_true(ft_smaps_kb(hp.pid, addr,
+						"ShmemPmdMapped") >= 2048);
 		else
-			assert_int_equal(smaps_kb(hp.pid, addr,
-						  "ShmemPmdMapped"), 0);
+			assert_int_equal(ft_smaps_kb(hp.pid, addr,
+						     "ShmemPmdMapped"), 0);
 		assert_int_equal(ft_finish(&hp, 0), 0);
 		assert_int_equal(harness_stop(&h2), 0);
 		harness_live = &h;

@@ -267,32 +267,39 @@ static inline int ft_finish(struct ft_helper *hp, int sig)
 	return status;
 }
 
-/* Rss and Pss (kB) of the VMA of pid that starts at addr; 0 or -1. */
-static inline int ft_smaps(pid_t pid, unsigned long addr, long *rss, long *pss)
+/* kB of the smaps field (e.g. "Rss", "ShmemPmdMapped") of pid's VMA that
+   starts at addr, or -1. */
+static inline long ft_smaps_kb(pid_t pid, unsigned long addr,
+			       const char *field)
 {
-	char path[64], line[256];
+	char path[64], line[256], want[64];
+	long kb = -1, v;
 	bool in = false;
 	FILE *f;
 
-	*rss = *pss = -1;
 	snprintf(path, sizeof(path), "/proc/%d/smaps", pid);
 	f = fopen(path, "re");
 	if (!f)
 		return -1;
+	snprintf(want, sizeof(want), "%s: %%ld kB", field);
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long s, e;
 
 		/* A VMA's first line; field lines never parse as a range. */
-		if (sscanf(line, "%lx-%lx ", &s, &e) == 2) {
+		if (sscanf(line, "%lx-%lx ", &s, &e) == 2)
 			in = s == addr;
-			continue;
-		}
-		if (in) {
-			sscanf(line, "Rss: %ld kB", rss);
-			sscanf(line, "Pss: %ld kB", pss);
-		}
+		else if (in && sscanf(line, want, &v) == 1)
+			kb = v;
 	}
 	fclose(f);
+	return kb;
+}
+
+/* Rss and Pss (kB) of the VMA of pid that starts at addr; 0 or -1. */
+static inline int ft_smaps(pid_t pid, unsigned long addr, long *rss, long *pss)
+{
+	*rss = ft_smaps_kb(pid, addr, "Rss");
+	*pss = ft_smaps_kb(pid, addr, "Pss");
 	return *rss >= 0 && *pss >= 0 ? 0 : -1;
 }
 
