@@ -145,9 +145,7 @@ int backing_table_huge(struct backing_table *t, const char *dir)
 
 static int backing_reread(struct backing *b, unsigned long i);
 
-/* The end of the extent (backing.h) that starts at page lo. */
-static unsigned long backing_extent_end(const struct backing *b,
-					unsigned long lo)
+unsigned long backing_extent_end(const struct backing *b, unsigned long lo)
 {
 	return lo + HUGE_PAGES < b->npages ? lo + HUGE_PAGES : b->npages;
 }
@@ -421,6 +419,7 @@ struct backing_read_io {
 	int src;              /* our own duplicate of the file while spliced */
 	bool urgent;          /* the faulting page's run: copied first */
 	bool cached;          /* the kernel's page cache holds the run */
+	bool place;           /* one page, for the table's place callback */
 };
 
 /*
@@ -505,9 +504,9 @@ static void backing_read_finish(struct backing_read_io *rio, int err)
 		if (!err && i < b->npages && !page_test(b->resident, i))
 			backing_account(b, i, true);
 	}
-	if (err)
+	if (err && err != -ECANCELED)
 		b->stats.io_errors++;
-	else
+	else if (!err)
 		b->stats.read_pages += rio->npages;
 	if (b->table->ready)
 		b->table->ready(b, rio->first, rio->npages, err);
@@ -590,6 +589,21 @@ static void backing_read_done(void *arg, ssize_t res)
 		len = 0;
 	else if (rio->first + rio->npages > b->npages)
 		len = (b->npages - rio->first) * PAGE_SIZE;
+	if (rio->place && len == PAGE_SIZE) {
+		err = b->table->place(b, rio->first, rio->bounce);
+		if (err == -EEXIST && backing_in_memfd(b, rio->first))
+			err = 0; /* filled meanwhile: nothing to write */
+		if (!err) {
+			backing_copy_done(rio, (ssize_t)len);
+			return;
+		}
+		/* In a huge object a lone write would make a large folio
+		   of zeroes: left unread, its waiters fault again. */
+		if (b->huge) {
+			backing_read_finish(rio, -ECANCELED);
+			return;
+		}
+	}
 	/* A page or two (a random fault): copied here, at once, which
 	   costs less than handing it to the copy thread and back. */
 	if (len && len <= BACKING_INLINE_COPY) {
@@ -653,7 +667,7 @@ static int backing_read_bounce(struct backing_read_io *rio)
  * urgent: a client waits for the run, so its copy goes before readahead.
  */
 static int backing_read_run(struct backing *b, unsigned long first,
-			    unsigned long npages, bool urgent)
+			    unsigned long npages, bool urgent, bool place)
 {
 	struct backing_read_io *rio = calloc(1, sizeof(*rio));
 	uint64_t off = (uint64_t)first * PAGE_SIZE;
@@ -666,6 +680,7 @@ static int backing_read_run(struct backing *b, unsigned long first,
 	rio->first = first;
 	rio->npages = npages;
 	rio->urgent = urgent;
+	rio->place = place;
 	rio->src = -1;
 	rio->bytes = npages * PAGE_SIZE;
 	if (off + rio->bytes > b->size)
@@ -674,7 +689,7 @@ static int backing_read_run(struct backing *b, unsigned long first,
 	   them: one write of it all. */
 	rio->cached = !backing_fails_reads(b) &&
 		      backing_cached(b, off, rio->bytes);
-	if (rio->cached && !b->huge) {
+	if (rio->cached && !b->huge && !place) {
 		/* Our own descriptor: the object's may be swapped for a
 		   writable one while the copy runs. */
 		rio->src = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);
@@ -724,12 +739,13 @@ static int backing_issue(struct backing *b, unsigned long first,
 		for (unsigned long i = s; i < e; i++)
 			if (page_test(b->reading, i))
 				return -EAGAIN;
-		err = backing_read_run(b, s, e - s, urgent);
+		err = backing_read_run(b, s, e - s, urgent, false);
 		if (err)
 			return err;
 		first = e;
 	}
-	return first < end ? backing_read_run(b, first, end - first, urgent)
+	return first < end ? backing_read_run(b, first, end - first, urgent,
+					      false)
 			   : 0;
 }
 
@@ -819,6 +835,24 @@ int backing_read_one(struct backing *b, unsigned long pgoff)
 	int st = backing_page_state(b, pgoff);
 
 	return st == 2 ? backing_issue(b, pgoff, 1, true) : st;
+}
+
+int backing_read_place(struct backing *b, unsigned long pgoff)
+{
+	int st = backing_page_state(b, pgoff);
+
+	if (st != 2 || !b->table->place)
+		return st == 2 ? backing_issue(b, pgoff, 1, true) : st;
+	return backing_read_run(b, pgoff, 1, true, true);
+}
+
+bool backing_in_memfd(const struct backing *b, unsigned long pgoff)
+{
+	unsigned char vec = 0;
+
+	if (mincore(b->view + pgoff * PAGE_SIZE, PAGE_SIZE, &vec) < 0)
+		return true;
+	return vec & 1;
 }
 
 int backing_readahead(struct backing *b, unsigned long first,
@@ -982,6 +1016,20 @@ unsigned long backing_clean_run(const struct backing *b, unsigned long i,
 	return run;
 }
 
+/*
+ * Can extent [lo, hi) be dropped whole: no page of it being read, written
+ * back or dirty? (Its holes go with it; punching them changes nothing.)
+ */
+static bool backing_extent_clean(const struct backing *b, unsigned long lo,
+				 unsigned long hi)
+{
+	for (unsigned long i = lo; i < hi; i++)
+		if (page_test(b->reading, i) || page_test(b->dirty, i) ||
+		    b->writing[i])
+			return false;
+	return true;
+}
+
 int backing_evict(struct backing *b, unsigned long first, unsigned long npages)
 {
 	unsigned long end = first + npages, i, run;
@@ -994,7 +1042,7 @@ int backing_evict(struct backing *b, unsigned long first, unsigned long npages)
 			   folio punched alone may stay behind as zeroes. */
 			run = backing_extent_end(b, i & ~(HUGE_PAGES - 1)) - i;
 			if ((i & (HUGE_PAGES - 1)) || i + run > end ||
-			    backing_clean_run(b, i, i + run) < run)
+			    !backing_extent_clean(b, i, i + run))
 				continue;
 		} else {
 			run = backing_clean_run(b, i, end);
@@ -1006,9 +1054,12 @@ int backing_evict(struct backing *b, unsigned long first, unsigned long npages)
 		if (fallocate(b->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			      (off_t)(i * PAGE_SIZE), (off_t)(run * PAGE_SIZE)))
 			return -errno;
-		for (unsigned long j = i; j < i + run; j++)
+		for (unsigned long j = i; j < i + run; j++) {
+			if (!page_test(b->resident, j))
+				continue;
 			backing_account(b, j, false);
-		b->stats.evicted_pages += run;
+			b->stats.evicted_pages++;
+		}
 	}
 	return 0;
 }

@@ -31,6 +31,13 @@
  *   whole gap of one: every missing page between its resident ones, in
  *   one write, never while another read of that gap is in flight; an
  *   extent is dropped whole, never a page of it alone.
+ * - One page for one waiting thread (backing_read_place()): the table's
+ *   place callback puts the page read straight into that thread's
+ *   mapping (UFFDIO_COPY), which adds it to the memfd as one small page,
+ *   on the huge page tmpfs too, so it needs no gap filled around it. If
+ *   the callback cannot, the page is written into the memfd as any other
+ *   or, in a huge object, left unread: ready reports -ECANCELED and the
+ *   waiters fault again.
  * - Single-threaded: the daemon's loop owns every object.
  */
 #ifndef UPAGED_BACKING_H
@@ -45,6 +52,9 @@
 
 /* Pages in one huge page of a page cache on the huge page tmpfs. */
 #define HUGE_PAGES 512UL
+/* The smallest budget (--max-resident) a huge page cache runs under, in
+   pages: 32 extents, since eviction drops whole ones. */
+#define HUGE_BUDGET_MIN_PAGES (32 * HUGE_PAGES)
 
 /* Readahead window bounds, in pages. */
 #define RA_MIN_PAGES 4UL
@@ -54,9 +64,14 @@
 
 struct backing;
 
-/* A run of pages finished reading (err 0) or failed (err -errno). */
+/* A run of pages finished reading (err 0) or failed (err -errno;
+   -ECANCELED: left unread, see backing_read_place()). */
 typedef void (*backing_ready_fn)(struct backing *b, unsigned long first,
 				 unsigned long npages, int err);
+/* Installs page pgoff (data: its bytes) for a thread waiting on it; 0,
+   or -errno if it could not (-EEXIST: a page is there already). */
+typedef int (*backing_place_fn)(struct backing *b, unsigned long pgoff,
+				const void *data);
 
 struct backing_stats {
 	uint64_t read_ios;       /* reads issued */
@@ -115,6 +130,7 @@ struct backing_table {
 	unsigned long count;
 	struct io_ctx *io;
 	backing_ready_fn ready;
+	backing_place_fn place;    /* optional: backing_read_place() */
 	backing_resident_fn resident_changed; /* optional */
 	void (*object_gone)(struct backing *b); /* optional: being freed */
 	unsigned long ra_cap;      /* most pages one readahead reads, 0: any */
@@ -181,10 +197,18 @@ int backing_read(struct backing *b, unsigned long pgoff);
 
 /* Page pgoff alone, no readahead (MADV_RANDOM): as backing_read(). */
 int backing_read_one(struct backing *b, unsigned long pgoff);
+/* The same, for one waiting thread: the page goes through the table's
+   place callback when it is read (see the contract). */
+int backing_read_place(struct backing *b, unsigned long pgoff);
+/* Is page pgoff in the memfd now (a client may have punched it)? */
+bool backing_in_memfd(const struct backing *b, unsigned long pgoff);
 
 /* The object for (dev, ino) if there is one; no reference is taken. */
 struct backing *backing_find(struct backing_table *t, unsigned long dev,
 			     unsigned long ino);
+
+/* The end of the extent (backing.h) that starts at page lo. */
+unsigned long backing_extent_end(const struct backing *b, unsigned long lo);
 
 /* Page pgoff left the memfd behind our back: not resident any more. */
 void backing_forget(struct backing *b, unsigned long pgoff);
@@ -220,7 +244,11 @@ int backing_writeback(struct backing *b, unsigned long first,
  */
 unsigned long backing_clean_run(const struct backing *b, unsigned long i,
 				unsigned long end);
-/* Drops clean resident pages from the memfd (every mapper loses them). */
+/*
+ * Drops clean resident pages from the memfd (every mapper loses them); in
+ * a huge object, the extents wholly in the range with no page dirty,
+ * being read or being written back.
+ */
 int backing_evict(struct backing *b, unsigned long first,
 		  unsigned long npages);
 

@@ -209,7 +209,7 @@ static const struct config_opt {
 	{ "max-resident", 'm', false, config_set_max_resident, "SIZE",
 	  "page cache budget, e.g. 512M; 0: no limit (0)" },
 	{ "huge-pages", 0, false, config_set_huge_pages, "yes|no",
-	  "page cache in 2M pages where it can be, not under a budget (yes)" },
+	  "2M pages for the page cache; under a budget, from 64M (yes)" },
 	{ "cache-dir", 0, false, config_set_cache_dir, "DIR",
 	  "huge pages on this tmpfs, not one of upaged's own (none)" },
 };

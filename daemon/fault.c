@@ -243,6 +243,30 @@ static void fault_count_fill(struct umm *u, unsigned long pages)
 }
 
 /*
+ * Installs the page at data as the one at addr in u (UFFDIO_COPY), waking
+ * whoever waits there; write-protected if wp. In a shared mapping of a
+ * memfd the page joins its page cache. 0 or -errno (-EEXIST: a page is
+ * there already).
+ */
+int fault_fill_page(struct umm *u, unsigned long addr, const void *data,
+		    bool wp)
+{
+	struct uffdio_copy c = {
+		.dst = addr, .src = (unsigned long)data, .len = PAGE_SIZE,
+		.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
+	};
+	int r;
+
+	do
+		r = ioctl(u->uffd, UFFDIO_COPY, &c);
+	while (r < 0 && errno == EINTR && c.copy <= 0);
+	if (r < 0)
+		return c.copy == PAGE_SIZE ? 0 : -errno;
+	fault_count_fill(u, 1);
+	return 0;
+}
+
+/*
  * Installs zeroed pages at [addr, addr + len) (len at most the cluster)
  * in the client of vmf, waking whoever waits there. A write fault gets
  * private pages (UFFDIO_COPY); a read fault the shared zero page

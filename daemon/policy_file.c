@@ -92,7 +92,9 @@ static void file_ready(struct backing *b, unsigned long first,
 			i++;
 			continue;
 		}
-		if (err) {
+		if (err == -ECANCELED) {
+			fault_wake(w->u, w->addr, PAGE_SIZE); /* faults again */
+		} else if (err) {
 			log_warn("%s: page %lu: read failed: %s", b->path,
 				 w->pgoff, strerror(-err));
 			fault_poison(w->u, w->addr, PAGE_SIZE);
@@ -109,6 +111,42 @@ static void file_ready(struct backing *b, unsigned long first,
 	}
 }
 
+/*
+ * The place callback (backing.h): page pgoff, just read, goes straight
+ * into the mapping of a thread waiting to read it, if one maps it shared
+ * (a private mapping would get a private copy). UFFDIO_COPY adds it to
+ * the memfd, maps it and wakes that thread: no write into the memfd, no
+ * second fault. Write-protected where the mapping is tracked, so that
+ * its first write is still seen. The waiter is done; the others are
+ * woken by file_ready() and find the page.
+ */
+static int file_place(struct backing *b, unsigned long pgoff,
+		      const void *data)
+{
+	int r = -ENOENT;
+
+	for (size_t i = 0; i < nwaiters; i++) {
+		struct file_waiter *w = &waiters[i];
+		struct vm_area_struct *vma;
+
+		if (w->b != b || w->pgoff != pgoff || w->write)
+			continue;
+		vma = find_vma(&w->u->mm, w->addr);
+		if (!vma || vma->vm_start > w->addr ||
+		    vma->vm_ops != &file_vm_ops || !(vma->vm_flags & VM_SHARED))
+			continue;
+		r = fault_fill_page(w->u, w->addr & ~(PAGE_SIZE - 1), data,
+				    umm_tracks(w->u) && vma_writes_shared(vma));
+		if (r == 0) {
+			*w = waiters[--nwaiters];
+			return 0;
+		}
+		if (r == -EEXIST)
+			return r;
+	}
+	return r;
+}
+
 int file_init(struct ev_loop *loop)
 {
 	int r = io_init(&file_io, loop, 256);
@@ -120,6 +158,7 @@ int file_init(struct ev_loop *loop)
 		io_exit(&file_io);
 		return r;
 	}
+	file_table.place = file_place;
 	/* $UPAGED_DIRECT_IO=1: O_DIRECT reads of what the kernel has not
 	   cached, so that the file's pages live once, in our page cache. */
 	const char *d = getenv("UPAGED_DIRECT_IO");
@@ -134,8 +173,10 @@ int file_init(struct ev_loop *loop)
 		io_exit(&file_io);
 		return r;
 	}
-	/* Huge pages are dropped only whole: not under a budget. */
-	if (config.huge_pages && !config.max_resident_pages) {
+	/* Huge pages are dropped only whole: not under a small budget. */
+	if (config.huge_pages && (!config.max_resident_pages ||
+				  config.max_resident_pages >=
+					  HUGE_BUDGET_MIN_PAGES)) {
 		const char *dir = config.cache_dir[0] ? config.cache_dir : NULL;
 
 		r = backing_table_huge(&file_table, dir);
@@ -244,16 +285,6 @@ static void file_check_size(struct backing *b)
 	}
 }
 
-/* Is page pgoff really in the memfd (a client may have punched it)? */
-static bool file_page_present(struct backing *b, unsigned long pgoff)
-{
-	unsigned char vec = 0;
-
-	if (mincore(b->view + pgoff * PAGE_SIZE, PAGE_SIZE, &vec) < 0)
-		return true;
-	return vec & 1;
-}
-
 /*
  * Pages read around a fault that follows no other: the kernel reads the
  * device's readahead size (read_ahead_kb) around an mmap fault, and so do
@@ -353,14 +384,19 @@ static void file_readahead(struct backing *b, unsigned long pgoff)
  * MADV_RANDOM: the faulting page alone, as the kernel reads for such a
  * mapping; the window of other readers of the file is left as it is.
  */
-static int file_fault_one(struct backing *b, struct umm *u,
-			  unsigned long pgoff, unsigned long addr, bool write)
+static int file_fault_one(struct vm_area_struct *vma, struct backing *b,
+			  struct umm *u, unsigned long pgoff,
+			  unsigned long addr, bool write)
 {
 	int r;
 
-	if (backing_resident(b, pgoff) && !file_page_present(b, pgoff))
+	if (backing_resident(b, pgoff) && !backing_in_memfd(b, pgoff))
 		backing_forget(b, pgoff); /* dropped behind our back */
-	r = backing_read_one(b, pgoff);
+	/* A read through a shared mapping: straight into it. */
+	if (!write && (vma->vm_flags & VM_SHARED))
+		r = backing_read_place(b, pgoff);
+	else
+		r = backing_read_one(b, pgoff);
 	if (r == -EAGAIN)
 		return r; /* a huge page's read ends first: retried */
 	if (r == 1 || r == -EFAULT) {
@@ -404,7 +440,7 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 		return -EAGAIN; /* fault.c retries it */
 	reclaim_fault_hint(vma, vmf->pgoff);
 	if (vma->vm_flags & VM_RAND_READ)
-		return file_fault_one(b, u, vmf->pgoff, addr, write);
+		return file_fault_one(vma, b, u, vmf->pgoff, addr, write);
 	if ((vma->vm_flags & VM_SEQ_READ) &&
 	    !(b->ra_size && vmf->pgoff >= b->ra_start &&
 	      vmf->pgoff <= b->ra_start + b->ra_size)) {
@@ -433,7 +469,7 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 			file_readahead(b, vmf->pgoff);
 		if (r != 1)
 			break;
-		if (!file_page_present(b, vmf->pgoff)) {
+		if (!backing_in_memfd(b, vmf->pgoff)) {
 			/* Dropped behind our back (MADV_REMOVE): read again. */
 			backing_forget(b, vmf->pgoff);
 			continue;

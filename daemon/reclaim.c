@@ -15,7 +15,10 @@
  *   and a fault's own read.
  * - Victims come from evict.c (2Q: a scan passes through probation, pages
  *   that fault again soon after eviction are protected); a fault is the
- *   only access the daemon sees, a refault the signal.
+ *   only access the daemon sees, a refault the signal. A huge object's
+ *   victim (a budget of HUGE_BUDGET_MIN_PAGES or more) takes its whole
+ *   extent along, the extent's other pages included (backing.h); once
+ *   the excess is gone, the rest of a batch is kept.
  * - Past the middle of the gap between the watermarks, eviction also runs
  *   in small batches whenever the loop is idle (clients waiting for the
  *   disk), so that a fault seldom waits for a whole run.
@@ -79,7 +82,9 @@ static void reclaim_keep(struct backing *b, unsigned long first,
 			 unsigned long n)
 {
 	for (unsigned long i = first; i < first + n && i < b->npages; i++) {
-		if (!backing_resident(b, i))
+		/* An extent's pages that were no victims are still in line. */
+		if (!backing_resident(b, i) ||
+		    (rc.on && evict_is_resident(&rc.ev, b, i)))
 			continue;
 		rc.kept++;
 		if (rc.on)
@@ -222,29 +227,43 @@ static void reclaim_run(struct backing *b, unsigned long first,
 		rc.leaving += n;
 }
 
-/* Victims in the policy's order: runs of one object's consecutive pages. */
-static void reclaim_victims(const struct evict_victim *v, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		struct backing *b = (struct backing *)v[i].owner;
-		size_t j = i + 1;
-
-		while (j < n && v[j].owner == v[i].owner &&
-		       v[j].pgoff == v[j - 1].pgoff + 1)
-			j++;
-		reclaim_run(b, v[i].pgoff, j - i, false);
-		i = j;
-	}
-}
-
 /* Pages over the low watermark, counting victims on their way out. */
 static size_t reclaim_excess(void)
 {
 	size_t have = rc.t->resident_pages + rc.t->reading_pages;
 
 	return have > rc.low + rc.leaving ? have - rc.low - rc.leaving : 0;
+}
+
+/*
+ * Victims in the policy's order: runs of one object's consecutive pages.
+ * A huge object's victim takes its whole extent along (backing.h), its
+ * other pages too; so victims left once the excess is gone are kept.
+ */
+static void reclaim_victims(const struct evict_victim *v, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		struct backing *b = (struct backing *)v[i].owner;
+		unsigned long first = v[i].pgoff, end;
+		size_t j = i + 1;
+
+		while (j < n && v[j].owner == v[i].owner &&
+		       v[j].pgoff == v[j - 1].pgoff + 1)
+			j++;
+		end = v[j - 1].pgoff + 1;
+		if (b->huge && !reclaim_excess()) {
+			reclaim_keep(b, first, end - first);
+		} else if (b->huge) {
+			first &= ~(HUGE_PAGES - 1);
+			end = backing_extent_end(b, (end - 1) & ~(HUGE_PAGES - 1));
+			reclaim_run(b, first, end - first, false);
+		} else {
+			reclaim_run(b, first, end - first, false);
+		}
+		i = j;
+	}
 }
 
 /* Evicts down to the low watermark, or at most max victims. */

@@ -23,7 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -256,8 +258,8 @@ static void print_budget(const struct upage_status_reply *s)
 		      (unsigned long)s->refaults);
 }
 
-/* Stops it and checks that no sample was over budget plus slack. */
-static void sampler_check(void)
+/* Stops it and checks that no sample was over limit pages. */
+static void sampler_check_limit(unsigned long limit)
 {
 	struct upage_status_reply s = status();
 
@@ -269,11 +271,17 @@ static void sampler_check(void)
 	assert_int_equal(sm.err, 0);
 	/* Enough samples that the run was watched, not glanced at. */
 	assert_true(sm.samples >= 20);
-	assert_true(sm.max_pages <= LIMIT_PAGES);
-	assert_true(sm.max_bytes <= (long long)(LIMIT_PAGES * PG));
-	assert_true(s.resident_peak_pages <= LIMIT_PAGES);
+	assert_true(sm.max_pages <= limit);
+	assert_true(sm.max_bytes <= (long long)(limit * PG));
+	assert_true(s.resident_peak_pages <= limit);
 	/* The budget was used, not avoided by caching nothing. */
 	assert_true(s.resident_peak_pages >= s.low_pages);
+}
+
+/* The same for the budget plus slack. */
+static void sampler_check(void)
+{
+	sampler_check_limit(LIMIT_PAGES);
 }
 
 /* ---- the writers' workload, replayed by the test to know the file ---- */
@@ -526,12 +534,34 @@ static void expect_report(struct ft_helper *hp, const char *want)
 /* ---- tests ---- */
 
 /*
+ * Starts the sampler, then two scanners of the npages of path (passes
+ * each), from its start and its middle; returns when both report ok.
+ */
+static void scan_by_two(struct ft_helper hp[2], char *path,
+			      unsigned long npages, char *passes)
+{
+	char n[24], first[2][24];
+
+	snprintf(n, sizeof(n), "%lu", npages);
+	sampler_start();
+	for (int i = 0; i < 2; i++) {
+		char *argv[] = { "test", "helper", "scan", h.sock, path, n,
+				 first[i], passes, NULL };
+
+		snprintf(first[i], sizeof(first[i]), "%lu", i * npages / 2);
+		assert_int_equal(ft_spawn(&hp[i], argv), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		expect_report(&hp[i], "ok");
+}
+
+/*
  * Two processes scan a file four times the budget three times each, half
  * a file apart: every byte checked, the cache never over budget + slack.
  */
 static void test_two_scanners_within_budget(void **state)
 {
-	char path[128], n[24], first[2][24], passes[] = "3";
+	char path[128];
 	struct upage_status_reply s;
 	struct ft_helper hp[2];
 
@@ -540,17 +570,7 @@ static void test_two_scanners_within_budget(void **state)
 	s = status();
 	assert_int_equal(s.budget_pages, BUDGET_PAGES);
 	assert_true(s.low_pages > 0 && s.low_pages < s.budget_pages);
-	snprintf(n, sizeof(n), "%lu", SCAN_PAGES);
-	sampler_start();
-	for (int i = 0; i < 2; i++) {
-		char *argv[] = { "test", "helper", "scan", h.sock, path, n,
-				 first[i], passes, NULL };
-
-		snprintf(first[i], sizeof(first[i]), "%lu", i * SCAN_PAGES / 2);
-		assert_int_equal(ft_spawn(&hp[i], argv), 0);
-	}
-	for (int i = 0; i < 2; i++)
-		expect_report(&hp[i], "ok");
+	scan_by_two(hp, path, SCAN_PAGES, "3");
 	/* While the file is still mapped: its pages were evicted to fit. */
 	s = status();
 	assert_true(s.evicted_pages >= SCAN_PAGES - LIMIT_PAGES);
@@ -1090,6 +1110,106 @@ static void test_made_writable_later(void **state)
 	unlink(path);
 }
 
+/* A daemon whose budget is large enough for a huge page cache. */
+#define HUGE_BUDGET "64M"
+#define HUGE_BUDGET_PAGES 16384UL
+#define HUGE_LIMIT_PAGES (HUGE_BUDGET_PAGES + HUGE_BUDGET_PAGES / 4)
+
+static int setup_huge(void **state)
+{
+	static const char *const args[] = { "--max-resident", HUGE_BUDGET,
+					    NULL };
+
+	if (harness_start_args(&h, args) < 0)
+		return -1;
+	return harness_connect(&h, 1UL << 30) < 0 ? -1 : 0;
+}
+
+/*
+ * Under a budget of 64M the page cache is in huge pages, dropped a whole
+ * extent (2M) at a time. Two processes scan a file four times the budget
+ * twice: every byte checked, the cache never over the budget plus a
+ * quarter. This process maps it too: 2M at a time where the daemon has
+ * its own tmpfs. Then MADV_RANDOM reads of single pages: each reads its
+ * page alone (not its extent) and goes straight into the mapping; the
+ * pages beside them still read as the file, not as a huge page's zeroes,
+ * and a write to one of them reaches the file.
+ */
+static void test_huge_pages_within_budget(void **state)
+{
+	const unsigned long npages = 4 * HUGE_BUDGET_PAGES;
+	static const unsigned long rand_pages[] = { 3, 700, 1500, 2049,
+						    2600, 4095 };
+	const unsigned long rpages = 4096;
+	const size_t nrand = sizeof(rand_pages) / sizeof(rand_pages[0]);
+	char path[128];
+	struct upage_status_reply s0, s;
+	struct ft_helper hp[2];
+	unsigned char *p;
+	int fs;
+
+	path_of(path, "huge");
+	assert_int_equal(ft_make_file(path, npages * PG, 1), 0);
+	scan_by_two(hp, path, npages, "2");
+	s = status();
+	assert_int_equal(s.budget_pages, HUGE_BUDGET_PAGES);
+	assert_true(s.evicted_pages >= npages - HUGE_LIMIT_PAGES);
+	sampler_check_limit(HUGE_LIMIT_PAGES);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(ft_finish(&hp[i], 0), 0);
+
+	p = map_ro(path, npages);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	for (unsigned long pg = 1024; pg < 1536; pg++)
+		check_page(p, pg, 1);
+	fs = (int)syscall(SYS_fsopen, "tmpfs", 0);
+	if (fs >= 0) {
+		close(fs);
+		assert_true(ft_smaps_kb(getpid(), (unsigned long)p,
+					"ShmemPmdMapped") >= 2048);
+	}
+	assert_int_equal(upage_munmap(p, npages * PG), 0);
+	unlink(path);
+
+	/* A file of its own, none of it cached, mapped shared from a
+	   writable fd (a read-only one is mapped privately, and a page
+	   copied into a private mapping would be that process's own). */
+	path_of(path, "huge-random");
+	assert_int_equal(ft_make_file(path, rpages * PG, 2), 0);
+	p = map_rw(path, rpages);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	assert_int_equal(upage_madvise(p, rpages * PG, MADV_RANDOM), 0);
+	s0 = status();
+	for (size_t i = 0; i < nrand; i++)
+		check_page(p, rand_pages[i], 2);
+	s = status();
+	assert_int_equal(s.read_bytes - s0.read_bytes, nrand * PG);
+	assert_int_equal(s.global.fill_pages - s0.global.fill_pages, nrand);
+	/* Their neighbours, read the same way: the file's bytes. */
+	for (size_t i = 0; i < nrand; i++) {
+		check_page(p, rand_pages[i] - 1, 2);
+		if (rand_pages[i] + 1 < rpages)
+			check_page(p, rand_pages[i] + 1, 2);
+	}
+	/* A page put in that way is write-protected: its write is seen. */
+	s0 = status();
+	p[700 * PG + 7] ^= 0xff;
+	assert_int_equal(upage_msync(p, rpages * PG, MS_SYNC), 0);
+	s = status();
+	assert_int_equal(s.writeback_bytes - s0.writeback_bytes, PG);
+	{
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		unsigned char c;
+
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, &c, 1, 700 * PG + 7), 1);
+		close(fd);
+		assert_int_equal(c, ft_pat(700 * PG + 7, 2) ^ 0xff);
+	}
+	assert_int_equal(upage_munmap(p, rpages * PG), 0);
+	unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1108,6 +1228,8 @@ int main(int argc, char **argv)
 		T(test_pageout_evicts_now),
 		T(test_anon_private_not_evicted),
 		T(test_made_writable_later),
+		cmocka_unit_test_setup_teardown(test_huge_pages_within_budget,
+						setup_huge, teardown),
 	};
 #undef T
 

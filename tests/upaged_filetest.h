@@ -22,8 +22,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #define FT_PG 4096UL
@@ -340,12 +342,21 @@ static inline void ft_wait_for_eof(void)
 		;
 }
 
+static inline bool ft_on_tmpfs(const char *path)
+{
+	struct statfs sf;
+
+	return statfs(path, &sf) == 0 && sf.f_type == TMPFS_MAGIC;
+}
+
 /*
  * The daemon's page cache as the kernel holds it: the allocated bytes of
- * every memfd named "upaged-cache" among daemon pid's descriptors, each
- * counted once (an object may hold its memfd open twice, read-write and
- * read-only). -1 if /proc/PID/fd cannot be read.
+ * every memfd named "upaged-cache" (or unnamed tmpfs file: a huge page
+ * cache) among daemon pid's descriptors, each counted once (an object may
+ * hold its file open twice, read-write and read-only). -1 if /proc/PID/fd
+ * cannot be read.
  */
+
 static inline long long ft_daemon_cache_bytes(pid_t pid)
 {
 	char path[64], fpath[64 + 256], link[128];
@@ -369,8 +380,11 @@ static inline long long ft_daemon_cache_bytes(pid_t pid)
 		if (n <= 0)
 			continue;
 		link[n] = '\0';
-		/* A descriptor closed since readdir() is simply not counted. */
-		if (strncmp(link, "/memfd:upaged-cache", 19) ||
+		/* A descriptor closed since readdir() is simply not counted.
+		   A huge page cache's files are unnamed files on a tmpfs. */
+		if ((strncmp(link, "/memfd:upaged-cache", 19) &&
+		     (!strncmp(link, "/memfd:", 7) ||
+		      !strstr(link, "(deleted)") || !ft_on_tmpfs(fpath))) ||
 		    stat(fpath, &st) < 0)
 			continue;
 		for (i = 0; i < nseen && seen[i] != st.st_ino; i++)
