@@ -151,6 +151,29 @@ unsigned long backing_extent_end(const struct backing *b, unsigned long lo)
 }
 
 /*
+ * Our own fd for O_DIRECT, reopened from b->fd (O_DIRECT must not change
+ * the client's file description), writable if b->fd is; -1 where not
+ * supported. A huge page cache, or a table told to, reads what the kernel
+ * has not cached this way (one copy into our cache, none in the kernel's),
+ * and whole pages are written back this way: no copy into the kernel's
+ * cache, and no queue behind io_uring's one worker per file for buffered
+ * writes.
+ */
+static void backing_open_direct(struct backing *b)
+{
+	char link[64];
+
+	if (!b->table->direct && !b->huge)
+		return;
+	if (b->dfd >= 0)
+		close(b->dfd);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", b->fd);
+	b->dfd = open(link, (b->writable ? O_RDWR : O_RDONLY) | O_DIRECT |
+				    O_CLOEXEC);
+	b->dfd_writes = b->dfd >= 0 && b->writable;
+}
+
+/*
  * Releases what an object holds, whether it was made whole or given up
  * half-made (descriptors still -1, view still MAP_FAILED).
  */
@@ -283,14 +306,7 @@ static int backing_create(struct backing_table *t, int fd,
 		goto fail_errno;
 	if (ftruncate(b->memfd, (off_t)(b->npages * PAGE_SIZE)))
 		goto fail_errno;
-	if (t->direct || b->huge) {
-		/* Our own fd, reopened: O_DIRECT must not change the
-		   client's file description. -1 where not supported. A huge
-		   page cache reads what the kernel has not cached this way:
-		   one copy (into the tmpfs), not two. */
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", b->fd);
-		b->dfd = open(link, O_RDONLY | O_DIRECT | O_CLOEXEC);
-	}
+	backing_open_direct(b);
 	/* A new open file description: mappings of it can never write. */
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", b->memfd);
 	b->memfd_ro = open(link, O_RDONLY | O_CLOEXEC);
@@ -351,6 +367,7 @@ int backing_get(struct backing_table *t, int fd, struct backing **out)
 			close(b->fd);
 			b->fd = nfd;
 			b->writable = true;
+			backing_open_direct(b);
 		}
 		b->refs++;
 		*out = b;
@@ -909,7 +926,11 @@ struct backing_wb {
 struct backing_wb_run {
 	struct backing_wb *wb;
 	unsigned long first, npages;
+	size_t len;
+	bool direct;  /* through b->dfd */
 };
+
+static int backing_wb_issue(struct backing *b, struct backing_wb_run *r);
 
 static void backing_wb_put(struct backing_wb *wb)
 {
@@ -928,6 +949,13 @@ static void backing_wb_run_done(void *arg, ssize_t res)
 	struct backing_wb_run *r = arg;
 	struct backing_wb *wb = r->wb;
 
+	if (res == -EINVAL && r->direct) {
+		/* The device refuses O_DIRECT here: buffered, from now on. */
+		wb->b->dfd_writes = false;
+		r->direct = false;
+		if (backing_wb_issue(wb->b, r) == 0)
+			return;
+	}
 	for (unsigned long j = r->first; j < r->first + r->npages; j++)
 		wb->b->writing[j]--;
 
@@ -939,6 +967,15 @@ static void backing_wb_run_done(void *arg, ssize_t res)
 	}
 	free(r);
 	backing_wb_put(wb);
+}
+
+static int backing_wb_issue(struct backing *b, struct backing_wb_run *r)
+{
+	uint64_t off = (uint64_t)r->first * PAGE_SIZE;
+
+	return io_write(b->table->io, r->direct ? b->dfd : b->fd,
+			b->view + off, r->len, (off_t)off, backing_wb_run_done,
+			r);
 }
 
 int backing_writeback(struct backing *b, unsigned long first,
@@ -978,10 +1015,12 @@ int backing_writeback(struct backing *b, unsigned long first,
 			err = -ENOMEM;
 			break;
 		}
+		/* Whole pages inside the file: O_DIRECT, where it may. */
 		*r = (struct backing_wb_run){ .wb = wb, .first = i,
-					      .npages = run };
-		err = io_write(b->table->io, b->fd, b->view + off, len,
-			       (off_t)off, backing_wb_run_done, r);
+					      .npages = run, .len = len,
+					      .direct = b->dfd_writes &&
+							len == run * PAGE_SIZE };
+		err = backing_wb_issue(b, r);
 		if (err) {
 			free(r);
 			break;

@@ -65,6 +65,9 @@ static inline bool vma_clip(const struct vm_area_struct *vma,
 /* Resident pages [first, first + n) of b may have been written unseen. */
 void file_mark_written(struct backing *b, unsigned long first,
 		       unsigned long n);
+/* u wrote its page at addr (a WP fault): feeds the read-modify-write
+   prediction of its random reads. */
+void file_rmw_written(struct umm *u, unsigned long addr);
 
 /* reclaim.c */
 int reclaim_init(struct ev_loop *loop, struct backing_table *t,

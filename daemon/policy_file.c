@@ -112,13 +112,50 @@ static void file_ready(struct backing *b, unsigned long first,
 }
 
 /*
+ * Read-modify-write prediction. A random read of a tracked writable
+ * mapping is put in write-protected, so that its write is seen: a second
+ * fault, a round trip to the daemon. A process whose reads are written
+ * right after (a database updating records) gets its pages writable and
+ * dirty at once instead: a page it then does not write is only written
+ * back for nothing. The prediction is checked on every RMW_SAMPLE-th page,
+ * which is still put in write-protected and watched; a watched page not
+ * written by the time the next one is watched lowers the score.
+ */
+#define RMW_SCORE_MAX 8
+#define RMW_SCORE_ON 4
+#define RMW_SAMPLE 8
+
+/* Write-protect the page for a read fault in u at addr (else writable,
+   and the caller marks it dirty)? */
+static bool file_rmw_protect(struct umm *u, unsigned long addr)
+{
+	if (u->rmw_score >= RMW_SCORE_ON && ++u->rmw_placed % RMW_SAMPLE)
+		return false;
+	if (u->rmw_watched && !u->rmw_watched_written)
+		u->rmw_score = u->rmw_score > 2 ? u->rmw_score - 2 : 0;
+	u->rmw_watched = addr;
+	u->rmw_watched_written = false;
+	return true;
+}
+
+void file_rmw_written(struct umm *u, unsigned long addr)
+{
+	if (addr != u->rmw_watched || u->rmw_watched_written)
+		return;
+	u->rmw_watched_written = true;
+	if (u->rmw_score < RMW_SCORE_MAX)
+		u->rmw_score++;
+}
+
+/*
  * The place callback (backing.h): page pgoff, just read, goes straight
- * into the mapping of a thread waiting to read it, if one maps it shared
- * (a private mapping would get a private copy). UFFDIO_COPY adds it to
- * the memfd, maps it and wakes that thread: no write into the memfd, no
- * second fault. Write-protected where the mapping is tracked, so that
- * its first write is still seen. The waiter is done; the others are
- * woken by file_ready() and find the page.
+ * into the mapping of a thread waiting for it, if one maps it shared (a
+ * private mapping would get a private copy). UFFDIO_COPY adds it to the
+ * memfd, maps it and wakes that thread: no write into the memfd, no
+ * second fault. A tracked mapping gets it write-protected for a read, so
+ * that its first write is still seen (unless a write is predicted, see
+ * above), and writable and dirty for a write. The waiter is done; the
+ * others are woken by file_ready() and find the page.
  */
 static int file_place(struct backing *b, unsigned long pgoff,
 		      const void *data)
@@ -127,17 +164,23 @@ static int file_place(struct backing *b, unsigned long pgoff,
 
 	for (size_t i = 0; i < nwaiters; i++) {
 		struct file_waiter *w = &waiters[i];
+		unsigned long addr = w->addr & ~(PAGE_SIZE - 1);
 		struct vm_area_struct *vma;
+		bool wp, dirty = w->write;
 
-		if (w->b != b || w->pgoff != pgoff || w->write)
+		if (w->b != b || w->pgoff != pgoff)
 			continue;
-		vma = find_vma(&w->u->mm, w->addr);
-		if (!vma || vma->vm_start > w->addr ||
+		vma = find_vma(&w->u->mm, addr);
+		if (!vma || vma->vm_start > addr ||
 		    vma->vm_ops != &file_vm_ops || !(vma->vm_flags & VM_SHARED))
 			continue;
-		r = fault_fill_page(w->u, w->addr & ~(PAGE_SIZE - 1), data,
-				    umm_tracks(w->u) && vma_writes_shared(vma));
+		wp = !w->write && umm_tracks(w->u) && vma_writes_shared(vma);
+		if (wp && !file_rmw_protect(w->u, addr))
+			wp = false, dirty = true;
+		r = fault_fill_page(w->u, addr, data, wp);
 		if (r == 0) {
+			if (dirty)
+				backing_mark_dirty(b, pgoff, 1);
 			*w = waiters[--nwaiters];
 			return 0;
 		}
@@ -392,8 +435,8 @@ static int file_fault_one(struct vm_area_struct *vma, struct backing *b,
 
 	if (backing_resident(b, pgoff) && !backing_in_memfd(b, pgoff))
 		backing_forget(b, pgoff); /* dropped behind our back */
-	/* A read through a shared mapping: straight into it. */
-	if (!write && (vma->vm_flags & VM_SHARED))
+	/* Through a shared mapping: straight into it. */
+	if (vma->vm_flags & VM_SHARED)
 		r = backing_read_place(b, pgoff);
 	else
 		r = backing_read_one(b, pgoff);

@@ -423,6 +423,7 @@ void reclaim_wp_fault(struct umm *u, unsigned long addr)
 			return;
 		}
 		if (pgoff < b->npages) {
+			file_rmw_written(u, addr & ~(PAGE_SIZE - 1));
 			backing_mark_dirty(b, pgoff, 1);
 			if (rc.on)
 				evict_page_referenced(&rc.ev, b, pgoff);

@@ -56,6 +56,12 @@ struct umm {
 	struct upage_counters cnt;
 	unsigned long file_stray_addr; /* policy_file.c: repeated fault on */
 	unsigned int file_stray_count; /* a page already in the cache */
+	/* policy_file.c: do this process's random reads of a writable
+	   shared mapping get written next (read-modify-write)? */
+	unsigned long rmw_watched;     /* page last put in write-protected */
+	bool rmw_watched_written;      /* its write came */
+	unsigned int rmw_score;        /* 0..RMW_SCORE_MAX */
+	unsigned int rmw_placed;       /* pages put in while predicting */
 	struct umm *next, *prev;  /* upaged.mms */
 };
 

@@ -123,17 +123,33 @@ static unsigned char *map_rw(const char *path, unsigned long npages)
 			   MAP_SHARED, 0);
 }
 
-/* Makes the file name of npages (pattern seed) and maps it read-only;
-   path gets its path. */
-static unsigned char *make_ro(char *path, const char *name,
-			      unsigned long npages, unsigned seed)
+/* Makes the file name of npages (pattern seed) and maps it read-only, or
+   read-write; path gets its path. */
+static unsigned char *make_mapped(char *path, const char *name,
+				  unsigned long npages, unsigned seed, bool rw)
 {
 	unsigned char *p;
 
 	path_of(path, name);
 	assert_int_equal(ft_make_file(path, npages * PG, seed), 0);
-	p = map_ro(path, npages);
+	p = rw ? map_rw(path, npages) : map_ro(path, npages);
 	assert_ptr_not_equal(p, MAP_FAILED);
+	return p;
+}
+
+static unsigned char *make_ro(char *path, const char *name,
+			      unsigned long npages, unsigned seed)
+{
+	return make_mapped(path, name, npages, seed, false);
+}
+
+/* Read-write, advised MADV_RANDOM. */
+static unsigned char *make_rw_random(char *path, const char *name,
+				     unsigned long npages, unsigned seed)
+{
+	unsigned char *p = make_mapped(path, name, npages, seed, true);
+
+	assert_int_equal(upage_madvise(p, npages * PG, MADV_RANDOM), 0);
 	return p;
 }
 
@@ -1174,11 +1190,7 @@ static void test_huge_pages_within_budget(void **state)
 	/* A file of its own, none of it cached, mapped shared from a
 	   writable fd (a read-only one is mapped privately, and a page
 	   copied into a private mapping would be that process's own). */
-	path_of(path, "huge-random");
-	assert_int_equal(ft_make_file(path, rpages * PG, 2), 0);
-	p = map_rw(path, rpages);
-	assert_ptr_not_equal(p, MAP_FAILED);
-	assert_int_equal(upage_madvise(p, rpages * PG, MADV_RANDOM), 0);
+	p = make_rw_random(path, "huge-random", rpages, 2);
 	s0 = status();
 	for (size_t i = 0; i < nrand; i++)
 		check_page(p, rand_pages[i], 2);
@@ -1210,6 +1222,74 @@ static void test_huge_pages_within_budget(void **state)
 	unlink(path);
 }
 
+/*
+ * Random reads of a writable shared mapping, each written at once (read-
+ * modify-write): after a few, the daemon puts the pages in writable and
+ * dirty, so most writes take no write-protect fault; every write reaches
+ * the file, and pages are written back no more than once. Reads that are
+ * not written then turn the prediction off: some pages are written back
+ * for nothing, as the file was, and then none any more.
+ */
+static void test_rmw_prediction(void **state)
+{
+	enum { N = 2048, K = 64 };
+	struct upage_status_reply s0, s1;
+	uint64_t *w;
+	char path[128];
+	unsigned char *p;
+
+	p = make_rw_random(path, "rmw", N, 3);
+	s0 = status();
+	for (unsigned long i = 0; i < K; i++) {
+		w = (uint64_t *)(p + (i * 29 % N) * PG);
+		check_page(p, i * 29 % N, 3);
+		*w += 1;
+	}
+	assert_int_equal(upage_msync(p, N * PG, MS_SYNC), 0);
+	s1 = status();
+	print_message("read-modify-write: %lu WP faults for %d writes\n",
+		      (unsigned long)(s1.faults_wp - s0.faults_wp), K);
+	assert_true(s1.faults_wp - s0.faults_wp < K / 2);
+	assert_int_equal(s1.writeback_bytes - s0.writeback_bytes, K * PG);
+	/* Reads only, of other pages: the prediction ends. */
+	for (int round = 0; round < 2; round++) {
+		s0 = status();
+		for (unsigned long i = 0; i < K; i++)
+			check_page(p, (i * 29 + 1 + round) % N, 3);
+		assert_int_equal(upage_msync(p, N * PG, MS_SYNC), 0);
+		s1 = status();
+		print_message("reads, round %d: %lu pages written back\n",
+			      round, (unsigned long)((s1.writeback_bytes -
+						      s0.writeback_bytes) / PG));
+		if (round == 0)
+			assert_true(s1.writeback_bytes - s0.writeback_bytes <=
+				    K / 2 * PG);
+		else
+			assert_int_equal(s1.writeback_bytes,
+					 s0.writeback_bytes);
+	}
+	assert_int_equal(upage_munmap(p, N * PG), 0);
+	/* The file: the written words one more, the rest as made. */
+	{
+		unsigned char *want = malloc(N * PG), *got = malloc(N * PG);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		assert_non_null(want);
+		assert_non_null(got);
+		assert_true(fd >= 0);
+		for (unsigned long i = 0; i < N * PG; i++)
+			want[i] = ft_pat(i, 3);
+		for (unsigned long i = 0; i < K; i++)
+			*(uint64_t *)(want + (i * 29 % N) * PG) += 1;
+		assert_int_equal(pread(fd, got, N * PG, 0), (ssize_t)(N * PG));
+		close(fd);
+		assert_memory_equal(got, want, N * PG);
+		free(want);
+		free(got);
+	}
+	unlink(path);
+}
+
 int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1228,6 +1308,7 @@ int main(int argc, char **argv)
 		T(test_pageout_evicts_now),
 		T(test_anon_private_not_evicted),
 		T(test_made_writable_later),
+		T(test_rmw_prediction),
 		cmocka_unit_test_setup_teardown(test_huge_pages_within_budget,
 						setup_huge, teardown),
 	};
