@@ -19,11 +19,13 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <linux/magic.h>
 #include <linux/mount.h>
+#include <linux/userfaultfd.h>
 
 #include "backing.h"
 
@@ -97,7 +99,29 @@ int backing_table_init(struct backing_table *t, struct io_ctx *io,
 	t->io = io;
 	t->ready = ready;
 	t->huge_mnt = -1;
+	t->win_uffd = -1;
 	return 0;
+}
+
+/*
+ * The daemon's own userfaultfd, for the objects' placement windows
+ * (backing.h): missing pages there never wait, they are never touched;
+ * it only gives UFFDIO_COPY somewhere to put a page. -1 if refused.
+ */
+static int backing_win_uffd(void)
+{
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = UFFD_FEATURE_SIGBUS | UFFD_FEATURE_MISSING_SHMEM,
+	};
+	int fd = (int)syscall(SYS_userfaultfd,
+			      O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+
+	if (fd >= 0 && ioctl(fd, UFFDIO_API, &api) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
 }
 
 int backing_table_huge(struct backing_table *t, const char *dir)
@@ -120,6 +144,7 @@ int backing_table_huge(struct backing_table *t, const char *dir)
 			return -ENOTTY;
 		}
 		t->huge_mnt = mnt;
+		t->win_uffd = backing_win_uffd();
 		return 0;
 	}
 	fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
@@ -138,8 +163,10 @@ int backing_table_huge(struct backing_table *t, const char *dir)
 			err = -errno;
 	}
 	close(fs);
-	if (!err)
+	if (!err) {
 		t->huge_mnt = mnt;
+		t->win_uffd = backing_win_uffd();
+	}
 	return err;
 }
 
@@ -181,6 +208,8 @@ static void backing_destroy(struct backing *b)
 {
 	if (b->view != MAP_FAILED)
 		munmap(b->view, b->view_reserved);
+	if (b->win != MAP_FAILED)
+		munmap(b->win, b->view_reserved);
 	if (b->dfd >= 0)
 		close(b->dfd);
 	if (b->memfd_ro >= 0)
@@ -229,6 +258,9 @@ void backing_table_exit(struct backing_table *t)
 	if (t->huge_mnt >= 0)
 		close(t->huge_mnt);
 	t->huge_mnt = -1;
+	if (t->win_uffd >= 0)
+		close(t->win_uffd);
+	t->win_uffd = -1;
 }
 
 void backing_hold(struct backing *b)
@@ -242,26 +274,68 @@ void backing_put(struct backing *b)
 		backing_free(b);
 }
 
-/* Maps memfd pages [from, to) into the view, over the reservation. */
+/*
+ * Maps memfd pages [from, to) into the view, over the reservation, and
+ * into the placement window if there is one (registered there).
+ */
 static int view_map(struct backing *b, unsigned long from, unsigned long to)
 {
+	unsigned char *base[2] = { b->view, b->win };
 	void *p;
 
 	if (to <= from)
 		return 0;
-	p = mmap(b->view + from * PAGE_SIZE, (to - from) * PAGE_SIZE,
-		 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, b->memfd,
-		 (off_t)(from * PAGE_SIZE));
-	return p == MAP_FAILED ? -errno : 0;
+	for (int i = 0; i < 2 && base[i] != MAP_FAILED; i++) {
+		p = mmap(base[i] + from * PAGE_SIZE, (to - from) * PAGE_SIZE,
+			 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+			 b->memfd, (off_t)(from * PAGE_SIZE));
+		if (p == MAP_FAILED)
+			return -errno;
+	}
+	if (b->win != MAP_FAILED) {
+		struct uffdio_register r = {
+			.range = { .start = (unsigned long)b->win +
+					    from * PAGE_SIZE,
+				   .len = (to - from) * PAGE_SIZE },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+
+		if (ioctl(b->table->win_uffd, UFFDIO_REGISTER, &r) < 0)
+			return -errno;
+	}
+	return 0;
 }
 
-/* Gives view pages [from, to) back to the reservation. */
+/* Gives view (and window) pages [from, to) back to the reservation. */
 static void view_unmap(struct backing *b, unsigned long from, unsigned long to)
 {
-	if (to > from)
-		mmap(b->view + from * PAGE_SIZE, (to - from) * PAGE_SIZE,
+	unsigned char *base[2] = { b->view, b->win };
+
+	for (int i = 0; i < 2 && to > from && base[i] != MAP_FAILED; i++)
+		mmap(base[i] + from * PAGE_SIZE, (to - from) * PAGE_SIZE,
 		     PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
 		     MAP_FIXED, -1, 0);
+}
+
+/*
+ * Puts data in as page pgoff of a huge object through its placement
+ * window: one small page, no zeroes around it. 0 or -errno.
+ */
+static int backing_place_window(struct backing *b, unsigned long pgoff,
+				const void *data)
+{
+	struct uffdio_copy c = {
+		.dst = (unsigned long)b->win + pgoff * PAGE_SIZE,
+		.src = (unsigned long)data, .len = PAGE_SIZE,
+		.mode = UFFDIO_COPY_MODE_DONTWAKE,
+	};
+
+	if (b->win == MAP_FAILED)
+		return -ENOENT;
+	while (ioctl(b->table->win_uffd, UFFDIO_COPY, &c) < 0)
+		if (errno != EINTR || c.copy > 0)
+			return c.copy == PAGE_SIZE ? 0 : -errno;
+	return 0;
 }
 
 static int backing_create(struct backing_table *t, int fd,
@@ -289,7 +363,7 @@ static int backing_create(struct backing_table *t, int fd,
 	b->dirty = calloc(words, sizeof(uint64_t));
 	b->writing = calloc(reserve_pages ? reserve_pages : 1, 1);
 	b->stale = calloc(words, sizeof(uint64_t));
-	b->view = MAP_FAILED;
+	b->view = b->win = MAP_FAILED;
 	err = -ENOMEM;
 	if (!b->resident || !b->reading || !b->dirty || !b->writing ||
 	    !b->stale)
@@ -316,6 +390,13 @@ static int backing_create(struct backing_table *t, int fd,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (b->view == MAP_FAILED)
 		goto fail_errno;
+	/* A huge object's placement window, where the daemon can: a
+	   second view, for UFFDIO_COPY only. */
+	if (b->huge && t->win_uffd >= 0) {
+		b->win = mmap(NULL, b->view_reserved, PROT_NONE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			      0);
+	}
 	err = view_map(b, 0, b->npages);
 	if (err)
 		goto fail;
@@ -608,6 +689,8 @@ static void backing_read_done(void *arg, ssize_t res)
 		len = (b->npages - rio->first) * PAGE_SIZE;
 	if (rio->place && len == PAGE_SIZE) {
 		err = b->table->place(b, rio->first, rio->bounce);
+		if (err && err != -EEXIST && b->huge)
+			err = backing_place_window(b, rio->first, rio->bounce);
 		if (err == -EEXIST && backing_in_memfd(b, rio->first))
 			err = 0; /* filled meanwhile: nothing to write */
 		if (!err) {
@@ -615,8 +698,10 @@ static void backing_read_done(void *arg, ssize_t res)
 			return;
 		}
 		/* In a huge object a lone write would make a large folio
-		   of zeroes: left unread, its waiters fault again. */
+		   of zeroes: left unread, its waiters fault again, and this
+		   object's pages are read whole extents from now on. */
 		if (b->huge) {
+			b->no_place = true;
 			backing_read_finish(rio, -ECANCELED);
 			return;
 		}
@@ -847,18 +932,11 @@ void backing_forget(struct backing *b, unsigned long pgoff)
 	}
 }
 
-int backing_read_one(struct backing *b, unsigned long pgoff)
-{
-	int st = backing_page_state(b, pgoff);
-
-	return st == 2 ? backing_issue(b, pgoff, 1, true) : st;
-}
-
 int backing_read_place(struct backing *b, unsigned long pgoff)
 {
 	int st = backing_page_state(b, pgoff);
 
-	if (st != 2 || !b->table->place)
+	if (st != 2 || !b->table->place || b->no_place)
 		return st == 2 ? backing_issue(b, pgoff, 1, true) : st;
 	return backing_read_run(b, pgoff, 1, true, true);
 }

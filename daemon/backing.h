@@ -35,9 +35,13 @@
  *   place callback puts the page read straight into that thread's
  *   mapping (UFFDIO_COPY), which adds it to the memfd as one small page,
  *   on the huge page tmpfs too, so it needs no gap filled around it. If
- *   the callback cannot, the page is written into the memfd as any other
- *   or, in a huge object, left unread: ready reports -ECANCELED and the
- *   waiters fault again.
+ *   the callback cannot (a private mapping: the page would be that
+ *   process's own), the page is written into the memfd as any other or,
+ *   in a huge object, copied in through the object's placement window: a
+ *   second view of it, registered with the daemon's own userfaultfd,
+ *   never touched (a missing page there raises SIGBUS, never waits). If
+ *   that fails too, the page is left unread: ready reports -ECANCELED,
+ *   the waiters fault again, and the object reads whole gaps from then on.
  * - Single-threaded: the daemon's loop owns every object.
  */
 #ifndef UPAGED_BACKING_H
@@ -96,6 +100,9 @@ struct backing {
 	int memfd_ro;              /* the same, opened read-only: what
 				      clients that may not write get */
 	unsigned char *view;       /* daemon's mapping of memfd */
+	unsigned char *win;        /* a huge object's placement window, or
+				      MAP_FAILED (see the contract) */
+	bool no_place;             /* a placement failed: whole extents */
 	size_t view_reserved;      /* bytes of address space held for view */
 	uint64_t size;             /* file size, bytes */
 	unsigned long npages;      /* pages in memfd: size rounded up */
@@ -140,6 +147,8 @@ struct backing_table {
 	bool direct;               /* read what is not cached with O_DIRECT */
 	int huge_mnt;              /* a directory on a tmpfs with huge pages,
 				      or -1 */
+	int win_uffd;              /* the daemon's own userfaultfd for the
+				      placement windows, or -1 */
 	void *bounces;             /* idle read buffers, a list through them */
 	unsigned int nbounces;
 	const char *fail_reads_of; /* test hook: every read of the file at
@@ -196,10 +205,11 @@ static inline bool backing_reading(const struct backing *b,
  */
 int backing_read(struct backing *b, unsigned long pgoff);
 
-/* Page pgoff alone, no readahead (MADV_RANDOM): as backing_read(). */
-int backing_read_one(struct backing *b, unsigned long pgoff);
-/* The same, for one waiting thread: the page goes through the table's
-   place callback when it is read (see the contract). */
+/*
+ * Page pgoff alone, no readahead (MADV_RANDOM), for a thread waiting on
+ * it: as backing_read(). The page goes through the table's place callback
+ * when it is read (see the contract).
+ */
 int backing_read_place(struct backing *b, unsigned long pgoff);
 /* Is page pgoff in the memfd now (a client may have punched it)? */
 bool backing_in_memfd(const struct backing *b, unsigned long pgoff);

@@ -427,19 +427,15 @@ static void file_readahead(struct backing *b, unsigned long pgoff)
  * MADV_RANDOM: the faulting page alone, as the kernel reads for such a
  * mapping; the window of other readers of the file is left as it is.
  */
-static int file_fault_one(struct vm_area_struct *vma, struct backing *b,
-			  struct umm *u, unsigned long pgoff,
-			  unsigned long addr, bool write)
+static int file_fault_one(struct backing *b, struct umm *u,
+			  unsigned long pgoff, unsigned long addr, bool write)
 {
 	int r;
 
 	if (backing_resident(b, pgoff) && !backing_in_memfd(b, pgoff))
 		backing_forget(b, pgoff); /* dropped behind our back */
-	/* Through a shared mapping: straight into it. */
-	if (vma->vm_flags & VM_SHARED)
-		r = backing_read_place(b, pgoff);
-	else
-		r = backing_read_one(b, pgoff);
+	/* The page alone, straight into the mapping where it can be. */
+	r = backing_read_place(b, pgoff);
 	if (r == -EAGAIN)
 		return r; /* a huge page's read ends first: retried */
 	if (r == 1 || r == -EFAULT) {
@@ -483,7 +479,7 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 		return -EAGAIN; /* fault.c retries it */
 	reclaim_fault_hint(vma, vmf->pgoff);
 	if (vma->vm_flags & VM_RAND_READ)
-		return file_fault_one(vma, b, u, vmf->pgoff, addr, write);
+		return file_fault_one(b, u, vmf->pgoff, addr, write);
 	if ((vma->vm_flags & VM_SEQ_READ) &&
 	    !(b->ra_size && vmf->pgoff >= b->ra_start &&
 	      vmf->pgoff <= b->ra_start + b->ra_size)) {

@@ -744,6 +744,71 @@ static void test_huge_pages(void **state)
 }
 
 /*
+ * MADV_RANDOM through mappings that are private to the kernel (a shared
+ * one of a read-only fd, and a private one) of a huge page cache: each
+ * fault reads its page alone, not the 2 MiB around it, and the pages
+ * beside it still read as the file. A private write stays private; a
+ * shared mapping of a writable fd then finds the pages in the cache
+ * (nothing read again).
+ */
+static void test_random_private_huge(void **state)
+{
+	static const unsigned long pages[] = { 1, 515, 1030, 1500, 2047 };
+	const size_t n = sizeof(pages) / sizeof(pages[0]);
+	const size_t len = 2048 * PG;
+	struct upage_status_reply s0, s1;
+	unsigned char *ro, *priv, *sh;
+	char path[128];
+
+	path_of(path, "random-private");
+	assert_int_equal(ft_make_file(path, len, 8), 0);
+	ro = ft_map_file(path, O_RDONLY, len, PROT_READ, MAP_SHARED, 0);
+	priv = ft_map_file(path, O_RDONLY, len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE, 0);
+	assert_ptr_not_equal(ro, MAP_FAILED);
+	assert_ptr_not_equal(priv, MAP_FAILED);
+	assert_int_equal(upage_madvise(ro, len, MADV_RANDOM), 0);
+	assert_int_equal(upage_madvise(priv, len, MADV_RANDOM), 0);
+	assert_int_equal(ft_status_of(h.sock, &s0), 0);
+	for (size_t k = 0; k < n; k++) {
+		unsigned long off = pages[k] * PG;
+
+		/* The private mapping writes first: a write fault. */
+		priv[off + 3] = (unsigned char)~ft_pat(off + 3, 8);
+		for (unsigned long i = off; i < off + PG; i++)
+			if (ro[i] != ft_pat(i, 8))
+				fail_msg("byte %#lx differs", i);
+	}
+	assert_int_equal(ft_status_of(h.sock, &s1), 0);
+	assert_int_equal(s1.read_bytes - s0.read_bytes, n * PG);
+	for (size_t k = 0; k < n; k++) {
+		unsigned long off = pages[k] * PG;
+
+		assert_int_equal(priv[off + 3],
+				 (unsigned char)~ft_pat(off + 3, 8));
+		assert_int_equal(priv[off + 4], ft_pat(off + 4, 8));
+		/* The neighbours, faulted the same way. */
+		if (pages[k] > 0)
+			assert_int_equal(ro[off - 1], ft_pat(off - 1, 8));
+		if (pages[k] + 1 < len / PG)
+			assert_int_equal(ro[off + PG], ft_pat(off + PG, 8));
+	}
+	sh = ft_map_file(path, O_RDWR, len, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(sh, MAP_FAILED);
+	assert_int_equal(upage_madvise(sh, len, MADV_RANDOM), 0);
+	assert_int_equal(ft_status_of(h.sock, &s0), 0);
+	for (size_t k = 0; k < n; k++)
+		assert_int_equal(sh[pages[k] * PG + 3],
+				 ft_pat(pages[k] * PG + 3, 8));
+	assert_int_equal(ft_status_of(h.sock, &s1), 0);
+	assert_int_equal(s1.read_bytes, s0.read_bytes);
+	assert_int_equal(upage_munmap(sh, len), 0);
+	assert_int_equal(upage_munmap(priv, len), 0);
+	assert_int_equal(upage_munmap(ro, len), 0);
+	unlink(path);
+}
+
+/*
  * --cache-dir: the huge page cache on a tmpfs given to the daemon (as the
  * service unit does), mounted here; a directory that is not a tmpfs is
  * refused with a warning, and the daemon serves from memfds. Either way
@@ -993,6 +1058,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_read_error_sigbus),
 		cmocka_unit_test(test_one_gib_file),
 		cmocka_unit_test(test_huge_pages),
+		cmocka_unit_test(test_random_private_huge),
 		cmocka_unit_test(test_cache_dir),
 		cmocka_unit_test(test_scattered_readers),
 		cmocka_unit_test(test_mremap_grow_file),
