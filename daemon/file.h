@@ -65,6 +65,8 @@ static inline bool vma_clip(const struct vm_area_struct *vma,
 /* Resident pages [first, first + n) of b may have been written unseen. */
 void file_mark_written(struct backing *b, unsigned long first,
 		       unsigned long n);
+/* Wakes the faults parked until some I/O ends, to fault again. */
+void file_unpark(void);
 /* u wrote its page at addr (a WP fault): feeds the read-modify-write
    prediction of its random reads. */
 void file_rmw_written(struct umm *u, unsigned long addr);

@@ -79,12 +79,36 @@ static struct file_waiter *waiters;
 static size_t nwaiters, waiters_cap;
 static struct file_sync *syncs;
 
+/*
+ * A fault that must wait for I/O to end before it can be served (a read
+ * of its huge page's gap in flight, or write-backs holding the cache over
+ * its budget) is parked: a waiter with no object, woken at the next end
+ * of a read or of an eviction's write-back, to fault again. One of them
+ * is always in flight when a fault is parked, so none waits for ever;
+ * the loop sleeps meanwhile instead of retrying. -EAGAIN (fault.c
+ * retries) if it cannot be parked.
+ */
+void file_unpark(void)
+{
+	size_t i = 0;
+
+	while (i < nwaiters) {
+		if (waiters[i].b) {
+			i++;
+			continue;
+		}
+		fault_wake(waiters[i].u, waiters[i].addr, PAGE_SIZE);
+		waiters[i] = waiters[--nwaiters];
+	}
+}
+
 /* A run of b's pages is filled (err 0) or failed: release its waiters. */
 static void file_ready(struct backing *b, unsigned long first,
 		       unsigned long npages, int err)
 {
 	size_t i = 0;
 
+	file_unpark();
 	while (i < nwaiters) {
 		struct file_waiter *w = &waiters[i];
 
@@ -315,6 +339,12 @@ static int file_add_waiter(struct backing *b, unsigned long pgoff,
 	return 0;
 }
 
+/* Parks a fault (see file_unpark()). */
+static int file_park(struct umm *u, unsigned long addr)
+{
+	return file_add_waiter(NULL, 0, u, addr, false) < 0 ? -EAGAIN : 0;
+}
+
 /* Follows the file's size: pages past a new end must raise SIGBUS. */
 static void file_check_size(struct backing *b)
 {
@@ -437,7 +467,7 @@ static int file_fault_one(struct backing *b, struct umm *u,
 	/* The page alone, straight into the mapping where it can be. */
 	r = backing_read_place(b, pgoff);
 	if (r == -EAGAIN)
-		return r; /* a huge page's read ends first: retried */
+		return file_park(u, addr); /* a huge page's read ends first */
 	if (r == 1 || r == -EFAULT) {
 		fault_wake(u, addr, PAGE_SIZE);
 	} else if (r < 0) {
@@ -476,7 +506,7 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 	}
 	if (!backing_resident(b, vmf->pgoff) && !backing_reading(b, vmf->pgoff) &&
 	    reclaim_must_wait())
-		return -EAGAIN; /* fault.c retries it */
+		return file_park(u, addr);
 	reclaim_fault_hint(vma, vmf->pgoff);
 	if (vma->vm_flags & VM_RAND_READ)
 		return file_fault_one(b, u, vmf->pgoff, addr, write);
@@ -549,7 +579,7 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 		return 0;
 	}
 	if (r == -EAGAIN)
-		return r; /* a huge page's read ends first: retried */
+		return file_park(u, addr); /* a huge page's read ends first */
 	log_warn("%s: page %lu: %s", b->path, vmf->pgoff, strerror(-r));
 	fault_poison(u, addr, PAGE_SIZE);
 	return 0;

@@ -173,6 +173,7 @@ static void reclaim_wb_done(void *arg, ssize_t res)
 	}
 	backing_put(w->b);
 	free(w);
+	file_unpark(); /* faults parked while the cache was over budget */
 }
 
 static unsigned long reclaim_count_dirty(const struct backing *b,
