@@ -274,34 +274,40 @@ void backing_put(struct backing *b)
 		backing_free(b);
 }
 
+/* Maps memfd pages [from, to) at base, over its reservation. */
+static int view_map_at(struct backing *b, unsigned char *base,
+		       unsigned long from, unsigned long to)
+{
+	void *p = mmap(base + from * PAGE_SIZE, (to - from) * PAGE_SIZE,
+		       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		       b->memfd, (off_t)(from * PAGE_SIZE));
+
+	return p == MAP_FAILED ? -errno : 0;
+}
+
 /*
- * Maps memfd pages [from, to) into the view, over the reservation, and
- * into the placement window if there is one (registered there).
+ * Maps memfd pages [from, to) into the view, and into the placement window
+ * if there is one (registered there). A window that cannot follow is given
+ * up: its object then reads whole gaps.
  */
 static int view_map(struct backing *b, unsigned long from, unsigned long to)
 {
-	unsigned char *base[2] = { b->view, b->win };
-	void *p;
+	struct uffdio_register r = {
+		.range = { .start = (unsigned long)b->win + from * PAGE_SIZE,
+			   .len = (to - from) * PAGE_SIZE },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	int err;
 
 	if (to <= from)
 		return 0;
-	for (int i = 0; i < 2 && base[i] != MAP_FAILED; i++) {
-		p = mmap(base[i] + from * PAGE_SIZE, (to - from) * PAGE_SIZE,
-			 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-			 b->memfd, (off_t)(from * PAGE_SIZE));
-		if (p == MAP_FAILED)
-			return -errno;
-	}
-	if (b->win != MAP_FAILED) {
-		struct uffdio_register r = {
-			.range = { .start = (unsigned long)b->win +
-					    from * PAGE_SIZE,
-				   .len = (to - from) * PAGE_SIZE },
-			.mode = UFFDIO_REGISTER_MODE_MISSING,
-		};
-
-		if (ioctl(b->table->win_uffd, UFFDIO_REGISTER, &r) < 0)
-			return -errno;
+	err = view_map_at(b, b->view, from, to);
+	if (err || b->win == MAP_FAILED)
+		return err;
+	if (view_map_at(b, b->win, from, to) < 0 ||
+	    ioctl(b->table->win_uffd, UFFDIO_REGISTER, &r) < 0) {
+		munmap(b->win, b->view_reserved);
+		b->win = MAP_FAILED;
 	}
 	return 0;
 }
@@ -332,10 +338,7 @@ static int backing_place_window(struct backing *b, unsigned long pgoff,
 
 	if (b->win == MAP_FAILED)
 		return -ENOENT;
-	while (ioctl(b->table->win_uffd, UFFDIO_COPY, &c) < 0)
-		if (errno != EINTR || c.copy > 0)
-			return c.copy == PAGE_SIZE ? 0 : -errno;
-	return 0;
+	return ioctl(b->table->win_uffd, UFFDIO_COPY, &c) < 0 ? -errno : 0;
 }
 
 static int backing_create(struct backing_table *t, int fd,

@@ -255,13 +255,9 @@ int fault_fill_page(struct umm *u, unsigned long addr, const void *data,
 		.dst = addr, .src = (unsigned long)data, .len = PAGE_SIZE,
 		.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
 	};
-	int r;
 
-	do
-		r = ioctl(u->uffd, UFFDIO_COPY, &c);
-	while (r < 0 && errno == EINTR && c.copy <= 0);
-	if (r < 0)
-		return c.copy == PAGE_SIZE ? 0 : -errno;
+	if (ioctl(u->uffd, UFFDIO_COPY, &c) < 0)
+		return -errno;
 	fault_count_fill(u, 1);
 	return 0;
 }
