@@ -124,29 +124,16 @@ static int backing_win_uffd(void)
 	return fd;
 }
 
-int backing_table_huge(struct backing_table *t, const char *dir)
+/* A tmpfs of our own with huge pages, mounted in no namespace: *mnt. */
+static int backing_mount_huge(int *mnt)
 {
 	static const char *const opts[][2] = {
 		{ "huge", "within_size" }, /* no page past the end */
 		{ "size", "0" },           /* no limit but memory's */
 		{ "nr_inodes", "0" },
 	};
-	int fs, mnt = -1, err = 0;
-	struct statfs sf;
+	int fs, err = 0;
 
-	if (dir) {
-		mnt = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (mnt < 0)
-			return -errno;
-		/* Anywhere else, O_TMPFILE would page to a disk. */
-		if (fstatfs(mnt, &sf) < 0 || sf.f_type != TMPFS_MAGIC) {
-			close(mnt);
-			return -ENOTTY;
-		}
-		t->huge_mnt = mnt;
-		t->win_uffd = backing_win_uffd();
-		return 0;
-	}
 	fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
 	if (fs < 0)
 		return -errno;
@@ -158,16 +145,36 @@ int backing_table_huge(struct backing_table *t, const char *dir)
 			    0) < 0)
 		err = -errno;
 	if (!err) {
-		mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
-		if (mnt < 0)
+		*mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+		if (*mnt < 0)
 			err = -errno;
 	}
 	close(fs);
-	if (!err) {
-		t->huge_mnt = mnt;
-		t->win_uffd = backing_win_uffd();
-	}
 	return err;
+}
+
+int backing_table_huge(struct backing_table *t, const char *dir)
+{
+	int mnt = -1, err;
+	struct statfs sf;
+
+	if (dir) {
+		mnt = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (mnt < 0)
+			return -errno;
+		/* Anywhere else, O_TMPFILE would page to a disk. */
+		if (fstatfs(mnt, &sf) < 0 || sf.f_type != TMPFS_MAGIC) {
+			close(mnt);
+			return -ENOTTY;
+		}
+	} else {
+		err = backing_mount_huge(&mnt);
+		if (err)
+			return err;
+	}
+	t->huge_mnt = mnt;
+	t->win_uffd = backing_win_uffd();
+	return 0;
 }
 
 static int backing_reread(struct backing *b, unsigned long i);

@@ -41,6 +41,13 @@ static inline bool vma_is_file(const struct vm_area_struct *vma)
 	return vma->vm_ops == &file_vm_ops || vma->vm_ops == &cow_vm_ops;
 }
 
+/* Does the client map the page cache MAP_SHARED under vma (a shared
+   mapping of a writable fd), rather than privately (file_memfd())? */
+static inline bool vma_maps_cache_shared(const struct vm_area_struct *vma)
+{
+	return vma->vm_ops == &file_vm_ops && (vma->vm_flags & VM_MAYWRITE);
+}
+
 /* A shared file VMA that can write now. */
 static inline bool vma_writes_shared(const struct vm_area_struct *vma)
 {

@@ -196,7 +196,7 @@ static int file_place(struct backing *b, unsigned long pgoff,
 			continue;
 		vma = find_vma(&w->u->mm, addr);
 		if (!vma || vma->vm_start > addr ||
-		    vma->vm_ops != &file_vm_ops || !(vma->vm_flags & VM_SHARED))
+		    !vma_maps_cache_shared(vma))
 			continue;
 		wp = !w->write && umm_tracks(w->u) && vma_writes_shared(vma);
 		if (wp && !file_rmw_protect(w->u, addr))
@@ -733,7 +733,7 @@ int file_memfd(const struct vm_area_struct *vma, int *how)
 {
 	struct backing *b = backing_of(vma);
 
-	if (vma->vm_ops == &file_vm_ops && (vma->vm_flags & VM_MAYWRITE)) {
+	if (vma_maps_cache_shared(vma)) {
 		*how = MAP_SHARED;
 		return b->memfd;
 	}

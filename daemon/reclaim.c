@@ -254,16 +254,16 @@ static void reclaim_victims(const struct evict_victim *v, size_t n)
 		       v[j].pgoff == v[j - 1].pgoff + 1)
 			j++;
 		end = v[j - 1].pgoff + 1;
+		i = j;
 		if (b->huge && !reclaim_excess()) {
 			reclaim_keep(b, first, end - first);
-		} else if (b->huge) {
+			continue;
+		}
+		if (b->huge) {
 			first &= ~(HUGE_PAGES - 1);
 			end = backing_extent_end(b, (end - 1) & ~(HUGE_PAGES - 1));
-			reclaim_run(b, first, end - first, false);
-		} else {
-			reclaim_run(b, first, end - first, false);
 		}
-		i = j;
+		reclaim_run(b, first, end - first, false);
 	}
 }
 

@@ -161,9 +161,10 @@ void fault_reap_unbound(void);
 struct umm *fault_umm(const struct vm_fault *vmf);
 void fault_wake(struct umm *u, unsigned long addr, unsigned long len);
 void fault_poison(struct umm *u, unsigned long addr, unsigned long len);
-/* Fills [addr, addr + len) with zeroes; see fault.c. */
+/* Puts the page at data in at addr (UFFDIO_COPY); see fault.c. */
 int fault_fill_page(struct umm *u, unsigned long addr, const void *data,
 		    bool wp);
+/* Fills [addr, addr + len) with zeroes; see fault.c. */
 long fault_fill_zero(struct vm_fault *vmf, unsigned long addr,
 		     unsigned long len);
 
