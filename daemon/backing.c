@@ -528,6 +528,8 @@ struct backing_read_io {
 	bool urgent;          /* the faulting page's run: copied first */
 	bool cached;          /* the kernel's page cache holds the run */
 	bool place;           /* one page, for the table's place callback */
+	bool hold;            /* a marker: not copied in when read */
+	bool read;            /* the read ended, the data is in bounce */
 };
 
 /*
@@ -612,6 +614,10 @@ static void backing_read_finish(struct backing_read_io *rio, int err)
 		if (!err && i < b->npages && !page_test(b->resident, i))
 			backing_account(b, i, true);
 	}
+	if (b->held == rio) {
+		b->held = NULL;
+		b->table->held_pages -= rio->npages;
+	}
 	if (err && err != -ECANCELED)
 		b->stats.io_errors++;
 	else if (!err)
@@ -672,12 +678,12 @@ static void backing_copy_done(void *arg, ssize_t res)
 	backing_read_finish(rio, res < 0 ? (int)res : 0);
 }
 
+static void backing_fill(struct backing_read_io *rio);
+
 static void backing_read_done(void *arg, ssize_t res)
 {
 	struct backing_read_io *rio = arg;
 	struct backing *b = rio->b;
-	size_t len;
-	int err;
 
 	if (res >= 0 && backing_fails_reads(b))
 		res = -EIO;
@@ -689,8 +695,20 @@ static void backing_read_done(void *arg, ssize_t res)
 	 * Fewer bytes than planned: the file shrank under us. Fill what was
 	 * read; the tail of the run reads as zeroes, as past EOF in a page.
 	 */
-	len = rio->npages * PAGE_SIZE;
-	memset((char *)rio->bounce + res, 0, len - (size_t)res);
+	memset((char *)rio->bounce + res, 0,
+	       rio->npages * PAGE_SIZE - (size_t)res);
+	rio->read = true;
+	if (!rio->hold)
+		backing_fill(rio);
+}
+
+/* The run is read: into the cache with it. */
+static void backing_fill(struct backing_read_io *rio)
+{
+	struct backing *b = rio->b;
+	size_t len = rio->npages * PAGE_SIZE;
+	int err;
+
 	/* Never past the end the file has now: a write there would grow the
 	   memfd again after a truncation, and pages there must SIGBUS. */
 	if (rio->first >= b->npages)
@@ -779,7 +797,8 @@ static int backing_read_bounce(struct backing_read_io *rio)
  * urgent: a client waits for the run, so its copy goes before readahead.
  */
 static int backing_read_run(struct backing *b, unsigned long first,
-			    unsigned long npages, bool urgent, bool place)
+			    unsigned long npages, bool urgent, bool place,
+			    bool hold)
 {
 	struct backing_read_io *rio = calloc(1, sizeof(*rio));
 	uint64_t off = (uint64_t)first * PAGE_SIZE;
@@ -793,6 +812,7 @@ static int backing_read_run(struct backing *b, unsigned long first,
 	rio->npages = npages;
 	rio->urgent = urgent;
 	rio->place = place;
+	rio->hold = hold;
 	rio->src = -1;
 	rio->bytes = npages * PAGE_SIZE;
 	if (off + rio->bytes > b->size)
@@ -801,7 +821,7 @@ static int backing_read_run(struct backing *b, unsigned long first,
 	   them: one write of it all. */
 	rio->cached = !backing_fails_reads(b) &&
 		      backing_cached(b, off, rio->bytes);
-	if (rio->cached && !b->huge && !place) {
+	if (rio->cached && !b->huge && !place && !hold) {
 		/* Our own descriptor: the object's may be swapped for a
 		   writable one while the copy runs. */
 		rio->src = fcntl(b->fd, F_DUPFD_CLOEXEC, 0);
@@ -823,6 +843,10 @@ issued:
 	for (i = first; i < first + npages; i++)
 		page_set(b->reading, i);
 	b->table->reading_pages += npages;
+	if (hold) {
+		b->held = rio;
+		b->table->held_pages += npages;
+	}
 	backing_hold(b);
 	b->stats.read_ios++;
 	return 0;
@@ -836,7 +860,7 @@ issued:
  * huge), so the gap waits until it ends. 0 or -errno.
  */
 static int backing_issue(struct backing *b, unsigned long first,
-			 unsigned long npages, bool urgent)
+			 unsigned long npages, bool urgent, bool hold)
 {
 	unsigned long end = first + npages, lo, hi, s, e;
 	int err;
@@ -851,13 +875,13 @@ static int backing_issue(struct backing *b, unsigned long first,
 		for (unsigned long i = s; i < e; i++)
 			if (page_test(b->reading, i))
 				return -EAGAIN;
-		err = backing_read_run(b, s, e - s, urgent, false);
+		err = backing_read_run(b, s, e - s, urgent, false, hold);
 		if (err)
 			return err;
 		first = e;
 	}
 	return first < end ? backing_read_run(b, first, end - first, urgent,
-					      false)
+					      false, hold)
 			   : 0;
 }
 
@@ -911,7 +935,7 @@ int backing_read(struct backing *b, unsigned long pgoff)
 			run++;
 		if (!run)
 			continue;
-		err = backing_issue(b, i, run, i == pgoff);
+		err = backing_issue(b, i, run, i == pgoff, false);
 		if (err)
 			return i == pgoff ? err : 0;
 		if (i != pgoff)
@@ -947,8 +971,8 @@ int backing_read_place(struct backing *b, unsigned long pgoff)
 	int st = backing_page_state(b, pgoff);
 
 	if (st != 2 || !b->table->place || b->no_place)
-		return st == 2 ? backing_issue(b, pgoff, 1, true) : st;
-	return backing_read_run(b, pgoff, 1, true, true);
+		return st == 2 ? backing_issue(b, pgoff, 1, true, false) : st;
+	return backing_read_run(b, pgoff, 1, true, true, false);
 }
 
 bool backing_in_memfd(const struct backing *b, unsigned long pgoff)
@@ -981,7 +1005,7 @@ int backing_readahead(struct backing *b, unsigned long first,
 			run++;
 		if (!run)
 			continue;
-		err = backing_issue(b, i, run, false);
+		err = backing_issue(b, i, run, false, false);
 		if (err == -EAGAIN)
 			continue;
 		if (err)
@@ -989,6 +1013,48 @@ int backing_readahead(struct backing *b, unsigned long first,
 		b->stats.ra_pages += run;
 	}
 	return 0;
+}
+
+int backing_hold_marker(struct backing *b, unsigned long pgoff)
+{
+	unsigned long lo = pgoff & ~(HUGE_PAGES - 1), end;
+	int err;
+
+	if (!b->huge || b->held || lo >= b->npages)
+		return -EINVAL;
+	end = backing_extent_end(b, lo);
+	for (unsigned long i = lo; i < end; i++)
+		if (backing_page_state(b, i) != 2)
+			return -EEXIST; /* not one read: no marker */
+	/* The extent is one gap, so one run: b->held. */
+	err = backing_issue(b, lo, end - lo, false, true);
+	if (!err)
+		b->stats.ra_pages += end - lo;
+	return err;
+}
+
+bool backing_marker_hit(struct backing *b, unsigned long pgoff)
+{
+	struct backing_read_io *rio = b->held;
+
+	if (!rio || pgoff < rio->first || pgoff >= rio->first + rio->npages)
+		return false;
+	backing_release_marker(b, true);
+	return true;
+}
+
+void backing_release_marker(struct backing *b, bool urgent)
+{
+	struct backing_read_io *rio = b->held;
+
+	if (!rio)
+		return;
+	b->held = NULL;
+	b->table->held_pages -= rio->npages;
+	rio->hold = false;
+	rio->urgent = urgent;
+	if (rio->read)
+		backing_fill(rio); /* else when its read ends */
 }
 
 void backing_mark_dirty(struct backing *b, unsigned long first,

@@ -119,6 +119,8 @@ struct backing {
 	unsigned long ra_size;
 	unsigned long ra_marker;   /* the fault layer's: page left out of its
 				      last readahead, 0 for none */
+	struct backing_read_io *held; /* a huge object's marker: an extent
+				      read but not yet copied in */
 	char path[256];            /* for maps output, from the fd */
 	struct backing_stats stats;
 	void *owner;               /* the fault layer's state */
@@ -143,6 +145,7 @@ struct backing_table {
 	void (*object_gone)(struct backing *b); /* optional: being freed */
 	unsigned long ra_cap;      /* most pages one readahead reads, 0: any */
 	size_t reading_pages;      /* reads in flight, pages, over objects */
+	size_t held_pages;         /* of which held markers */
 	size_t resident_pages;     /* sum over objects */
 	bool direct;               /* read what is not cached with O_DIRECT */
 	int huge_mnt;              /* a directory on a tmpfs with huge pages,
@@ -223,6 +226,27 @@ unsigned long backing_extent_end(const struct backing *b, unsigned long lo);
 
 /* Page pgoff left the memfd behind our back: not resident any more. */
 void backing_forget(struct backing *b, unsigned long pgoff);
+
+/*
+ * A huge object's readahead marker. A marker is a page left out of a
+ * readahead, so that the reader's fault there starts the next one; in a
+ * huge object no page can be left out alone (its extent is one large
+ * folio: the page would read as zeroes). So the marker is the whole
+ * extent at pgoff, read now into a buffer and copied in only once
+ * released. One per object. 0; -EEXIST: part of that extent is in or
+ * being read; -EINVAL: not a huge object, past its end, or it holds a
+ * marker already; or the read's -errno.
+ */
+int backing_hold_marker(struct backing *b, unsigned long pgoff);
+
+/*
+ * The marker goes into the cache: now, or as soon as its read ends;
+ * urgent: ahead of the readahead's copies. Nothing else releases it.
+ */
+void backing_release_marker(struct backing *b, bool urgent);
+
+/* Is pgoff in b's marker? If so, it is released, urgent. */
+bool backing_marker_hit(struct backing *b, unsigned long pgoff);
 
 /*
  * Starts reading the pages of [first, first + npages) that are neither

@@ -298,7 +298,9 @@ static void reclaim_evict(size_t max)
 
 bool reclaim_must_wait(void)
 {
-	return rc.on && (rc.leaving || rc.t->reading_pages) &&
+	/* A held marker's read ends only when released: none to wait for. */
+	return rc.on &&
+	       (rc.leaving || rc.t->reading_pages > rc.t->held_pages) &&
 	       rc.t->resident_pages + rc.t->reading_pages >=
 		       rc.budget + (rc.budget - rc.low);
 }

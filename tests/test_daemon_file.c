@@ -9,6 +9,7 @@
  * Helper processes are this program run again ("helper ROLE ..."): each is
  * a client of its own, reports on stdout and waits for stdin to close.
  */
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -808,6 +809,70 @@ static void test_random_private_huge(void **state)
 	unlink(path);
 }
 
+/* Every byte of [0, to) of p is pattern 10's; 0 or the first bad + 1. */
+static size_t marker_check(const unsigned char *p, size_t to)
+{
+	for (size_t i = 0; i < to; i++)
+		if (p[i] != ft_pat(i, 10))
+			return i + 1;
+	return 0;
+}
+
+/* Maps path (len bytes), checks [0, to) and unmaps: as marker_check. */
+static size_t marker_read(const char *path, size_t len, size_t to)
+{
+	unsigned char *p = ft_map_file(path, O_RDONLY, len, PROT_READ,
+				       MAP_SHARED, 0);
+	size_t bad;
+
+	assert_ptr_not_equal(p, MAP_FAILED);
+	bad = marker_check(p, to);
+	assert_int_equal(upage_munmap(p, len), 0);
+	return bad;
+}
+
+/*
+ * A sequential reader of a huge page cache is read ahead of all the way:
+ * after its first faults, every fault finds its page read or being read
+ * (the marker extent of each window starts the next). Without the marker
+ * it would meet a page nobody reads at the end of every window and wait
+ * there for the disk. A reader that unmaps while a marker is held, and
+ * maps again, reads the file whole.
+ */
+static void test_huge_readahead_marker(void **state)
+{
+	const size_t len = 96UL << 20;
+	struct upage_status_reply s0, s1;
+	unsigned char *p;
+	char path[128];
+	size_t bad;
+
+	path_of(path, "marker");
+	assert_int_equal(ft_make_file(path, len, 10), 0);
+	p = ft_map_file(path, O_RDONLY, len, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	assert_int_equal(ft_status_of(h.sock, &s0), 0);
+	bad = marker_check(p, len);
+	assert_int_equal(ft_status_of(h.sock, &s1), 0);
+	if (bad)
+		fail_msg("byte %zu differs", bad - 1);
+	/* The first fault, and the one past what it read around. */
+	if (s1.faults_file - s0.faults_file > 3)
+		fail_msg("%" PRIu64 " faults found their page unread",
+			 s1.faults_file - s0.faults_file);
+	assert_true(s1.faults_minor > s0.faults_minor);
+	assert_int_equal(upage_munmap(p, len), 0);
+
+	/* Away in the middle of a window, then back. */
+	bad = marker_read(path, len, len / 3);
+	if (bad)
+		fail_msg("byte %zu differs", bad - 1);
+	bad = marker_read(path, len, len);
+	if (bad)
+		fail_msg("byte %zu differs after a remap", bad - 1);
+	unlink(path);
+}
+
 /*
  * --cache-dir: the huge page cache on a tmpfs given to the daemon (as the
  * service unit does), mounted here; a directory that is not a tmpfs is
@@ -1059,6 +1124,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_one_gib_file),
 		cmocka_unit_test(test_huge_pages),
 		cmocka_unit_test(test_random_private_huge),
+		cmocka_unit_test(test_huge_readahead_marker),
 		cmocka_unit_test(test_cache_dir),
 		cmocka_unit_test(test_scattered_readers),
 		cmocka_unit_test(test_mremap_grow_file),
