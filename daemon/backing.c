@@ -530,7 +530,10 @@ struct backing_read_io {
 	bool place;           /* one page, for the table's place callback */
 	bool hold;            /* a marker: not copied in when read */
 	bool read;            /* the read ended, the data is in bounce */
+	struct backing_read_io *held_next; /* the object's next marker */
 };
+
+static void backing_unhold(struct backing_read_io *rio);
 
 /*
  * Read buffers of the largest run's size (a huge page's) are kept for the
@@ -614,10 +617,8 @@ static void backing_read_finish(struct backing_read_io *rio, int err)
 		if (!err && i < b->npages && !page_test(b->resident, i))
 			backing_account(b, i, true);
 	}
-	if (b->held == rio) {
-		b->held = NULL;
-		b->table->held_pages -= rio->npages;
-	}
+	if (rio->hold)
+		backing_unhold(rio); /* a failed marker */
 	if (err && err != -ECANCELED)
 		b->stats.io_errors++;
 	else if (!err)
@@ -679,6 +680,7 @@ static void backing_copy_done(void *arg, ssize_t res)
 }
 
 static void backing_fill(struct backing_read_io *rio);
+static void backing_release_marker(struct backing_read_io *rio, bool urgent);
 
 static void backing_read_done(void *arg, ssize_t res)
 {
@@ -844,7 +846,13 @@ issued:
 		page_set(b->reading, i);
 	b->table->reading_pages += npages;
 	if (hold) {
-		b->held = rio;
+		/* In file order: the reader meets them in turn. */
+		struct backing_read_io **pp = &b->held;
+
+		while (*pp && (*pp)->first < first)
+			pp = &(*pp)->held_next;
+		rio->held_next = *pp;
+		*pp = rio;
 		b->table->held_pages += npages;
 	}
 	backing_hold(b);
@@ -1020,13 +1028,13 @@ int backing_hold_marker(struct backing *b, unsigned long pgoff)
 	unsigned long lo = pgoff & ~(HUGE_PAGES - 1), end;
 	int err;
 
-	if (!b->huge || b->held || lo >= b->npages)
+	if (!b->huge || lo >= b->npages)
 		return -EINVAL;
 	end = backing_extent_end(b, lo);
 	for (unsigned long i = lo; i < end; i++)
 		if (backing_page_state(b, i) != 2)
 			return -EEXIST; /* not one read: no marker */
-	/* The extent is one gap, so one run: b->held. */
+	/* The extent is one gap, so one run. */
 	err = backing_issue(b, lo, end - lo, false, true);
 	if (!err)
 		b->stats.ra_pages += end - lo;
@@ -1037,24 +1045,42 @@ bool backing_marker_hit(struct backing *b, unsigned long pgoff)
 {
 	struct backing_read_io *rio = b->held;
 
-	if (!rio || pgoff < rio->first || pgoff >= rio->first + rio->npages)
+	while (rio && rio->first + rio->npages <= pgoff)
+		rio = rio->held_next;
+	if (!rio || pgoff < rio->first)
 		return false;
-	backing_release_marker(b, true);
+	/* Those before it were gone past: in with them too. */
+	backing_release_markers(b, rio->first, false);
+	backing_release_marker(rio, true);
 	return true;
 }
 
-void backing_release_marker(struct backing *b, bool urgent)
+static void backing_unhold(struct backing_read_io *rio)
 {
-	struct backing_read_io *rio = b->held;
+	struct backing *b = rio->b;
+	struct backing_read_io **pp = &b->held;
 
-	if (!rio)
-		return;
-	b->held = NULL;
-	b->table->held_pages -= rio->npages;
+	while (*pp != rio)
+		pp = &(*pp)->held_next;
+	*pp = rio->held_next;
+	rio->held_next = NULL;
 	rio->hold = false;
+	b->table->held_pages -= rio->npages;
+}
+
+static void backing_release_marker(struct backing_read_io *rio, bool urgent)
+{
+	backing_unhold(rio);
 	rio->urgent = urgent;
 	if (rio->read)
 		backing_fill(rio); /* else when its read ends */
+}
+
+void backing_release_markers(struct backing *b, unsigned long end,
+			     bool urgent)
+{
+	while (b->held && b->held->first < end)
+		backing_release_marker(b->held, urgent);
 }
 
 void backing_mark_dirty(struct backing *b, unsigned long first,

@@ -119,8 +119,12 @@ struct backing {
 	unsigned long ra_size;
 	unsigned long ra_marker;   /* the fault layer's: page left out of its
 				      last readahead, 0 for none */
-	struct backing_read_io *held; /* a huge object's marker: an extent
-				      read but not yet copied in */
+	struct backing_read_io *held; /* a huge object's markers, in file
+				      order: extents read but not yet copied
+				      in */
+	unsigned long ra_reader;   /* the fault layer's: where a sequential
+				      reader of a huge object was last seen,
+				      plus one; 0: none */
 	char path[256];            /* for maps output, from the fd */
 	struct backing_stats stats;
 	void *owner;               /* the fault layer's state */
@@ -233,19 +237,21 @@ void backing_forget(struct backing *b, unsigned long pgoff);
  * huge object no page can be left out alone (its extent is one large
  * folio: the page would read as zeroes). So the marker is the whole
  * extent at pgoff, read now into a buffer and copied in only once
- * released. One per object. 0; -EEXIST: part of that extent is in or
- * being read; -EINVAL: not a huge object, past its end, or it holds a
- * marker already; or the read's -errno.
+ * released. 0; -EEXIST: part of that extent is in or being read;
+ * -EINVAL: not a huge object, or past its end; or the read's -errno.
  */
 int backing_hold_marker(struct backing *b, unsigned long pgoff);
 
 /*
- * The marker goes into the cache: now, or as soon as its read ends;
- * urgent: ahead of the readahead's copies. Nothing else releases it.
+ * b's markers before page end go into the cache: now, or as soon as
+ * their reads end; urgent: ahead of the readahead's copies. Nothing else
+ * releases a marker (ULONG_MAX: all of them).
  */
-void backing_release_marker(struct backing *b, bool urgent);
+void backing_release_markers(struct backing *b, unsigned long end,
+			     bool urgent);
 
-/* Is pgoff in b's marker? If so, it is released, urgent. */
+/* Is pgoff in one of b's markers? If so, it goes in, urgent, with those
+   before it. */
 bool backing_marker_hit(struct backing *b, unsigned long pgoff);
 
 /*

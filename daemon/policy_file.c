@@ -36,6 +36,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,8 @@ void file_unpark(void)
 	}
 }
 
+static void file_huge_more(struct backing *b);
+
 /* A run of b's pages is filled (err 0) or failed: release its waiters. */
 static void file_ready(struct backing *b, unsigned long first,
 		       unsigned long npages, int err)
@@ -133,6 +136,8 @@ static void file_ready(struct backing *b, unsigned long first,
 		}
 		*w = waiters[--nwaiters];
 	}
+	if (!err)
+		file_huge_more(b);
 }
 
 /*
@@ -282,7 +287,7 @@ static void file_release_markers(void)
 	for (unsigned long i = 0; i < file_table.nbuckets; i++)
 		for (struct backing *b = file_table.buckets[i]; b;
 		     b = b->hash_next)
-			backing_release_marker(b, false);
+			backing_release_markers(b, ULONG_MAX, false);
 }
 
 void file_quiesce(void)
@@ -441,29 +446,41 @@ static void file_read_around(struct backing *b, unsigned long pgoff)
 
 /*
  * A huge page cache's readahead (backing_hold_marker() says why its
- * marker is a whole extent). A window the size of the device's readahead,
- * at least 8 MiB, from where the last one ended; its first extent is held
- * as the marker. The reader faults there as soon as it is through the
- * window before, and that fault starts the next: about two windows are
- * being read at a time, as with the kernel's asynchronous readahead. A
- * marker in the middle of a window or windows of 16 MiB made this VM's
- * disk slower, with reads of 16 MiB or more in flight stalling for tens
- * of milliseconds now and then.
+ * marker is a whole extent) goes in windows the size of the device's
+ * readahead, at least 8 MiB, but no more than a budget allows.
  */
-static void file_readahead_huge(struct backing *b, unsigned long pgoff)
+static unsigned long file_huge_window(struct backing *b)
 {
-	unsigned long n = file_ra_around(b), next = pgoff + b->ra_size, m;
-	int r;
+	unsigned long n = file_ra_around(b), cap = b->table->ra_cap;
 
 	if (n < 4 * HUGE_PAGES)
 		n = 4 * HUGE_PAGES;
-	while (next < b->npages && next < pgoff + 2 * n &&
+	if (cap && n > cap)
+		n = cap > HUGE_PAGES ? cap & ~(HUGE_PAGES - 1) : HUGE_PAGES;
+	return n;
+}
+
+/* Windows read ahead of a huge object's sequential reader, at most. */
+#define RA_HUGE_WINDOWS 4
+
+/*
+ * The window from the first page past from that is neither in nor being
+ * read, if that is before limit. Its first whole extent is held as its
+ * marker: every window has one, so the reader cannot go past the last
+ * window read without being seen.
+ */
+static void file_huge_window_read(struct backing *b, unsigned long from,
+				  unsigned long limit)
+{
+	unsigned long n = file_huge_window(b), next = from, m;
+	int r;
+
+	while (next < b->npages && next < limit &&
 	       (backing_resident(b, next) || backing_reading(b, next)))
 		next++;
-	if (next >= b->npages || next >= pgoff + 2 * n)
+	if (next >= b->npages || next >= limit)
 		return; /* nothing to read, or far enough ahead */
 	m = (next + HUGE_PAGES - 1) & ~(HUGE_PAGES - 1);
-	backing_release_marker(b, false); /* a reader that went past it */
 	if (backing_readahead(b, next, m - next) < 0)
 		return;
 	r = backing_hold_marker(b, m);
@@ -471,6 +488,35 @@ static void file_readahead_huge(struct backing *b, unsigned long pgoff)
 		backing_readahead(b, m + HUGE_PAGES, next + n - m - HUGE_PAGES);
 	else if (r == -EEXIST)
 		backing_readahead(b, m, next + n - m); /* with no marker */
+}
+
+/*
+ * A sequential reader of a huge object faulted at pgoff (at a marker,
+ * mostly): the next window, unless two are being read already. The
+ * reader faults at a window's marker as soon as it is through the window
+ * before; and whenever a read ends, file_huge_more() gives the disk the
+ * next window at once, up to RA_HUGE_WINDOWS ahead of where the reader
+ * was last seen. On this VM the disk answers the reads in flight all
+ * together, so a window asked for only at the reader's fault left it
+ * idle for the time the reader took to get there.
+ */
+static void file_readahead_huge(struct backing *b, unsigned long pgoff)
+{
+	backing_release_markers(b, pgoff, false); /* gone past */
+	b->ra_reader = pgoff + 1;
+	file_huge_window_read(b, pgoff + b->ra_size,
+			      pgoff + 2 * file_huge_window(b));
+}
+
+/* A read of b ended: more for its sequential reader, if it is not far
+   enough ahead. */
+static void file_huge_more(struct backing *b)
+{
+	unsigned long from = b->ra_reader - 1;
+
+	if (b->huge && b->ra_reader)
+		file_huge_window_read(b, from, from + RA_HUGE_WINDOWS *
+						       file_huge_window(b));
 }
 
 /*
@@ -576,6 +622,7 @@ int file_fault(struct vm_area_struct *vma, struct vm_fault *vmf)
 		/* A fault that follows nothing: read around it, as the
 		   kernel does for mmap, its own page first. */
 		around = true;
+		b->ra_reader = 0;
 	}
 	for (int tries = 0; tries < 2; tries++) {
 		r = backing_read(b, vmf->pgoff);
@@ -696,7 +743,9 @@ void file_vma_close(struct vm_area_struct *vma)
 	struct backing *b = backing_of(vma);
 
 	file_vma_release(vma, vma->vm_start, vma->vm_end);
-	backing_release_marker(b, false); /* its object may be going */
+	/* Its object may be going: nothing more is read for it unasked. */
+	backing_release_markers(b, ULONG_MAX, false);
+	b->ra_reader = 0;
 	backing_put(b);
 }
 
