@@ -565,6 +565,9 @@ static int fault_msg(struct umm *u, const struct uffd_msg *msg)
 	}
 }
 
+/* The longest wait for I/O between two looks at a client's uffd. */
+#define FAULT_WAIT_SLICE_NS 50000
+
 static uint64_t fault_now_ns(void)
 {
 	struct timespec ts;
@@ -610,13 +613,18 @@ static int fault_drain(struct umm *u)
 				break;
 			/*
 			 * A thread waits for a read: its completion is
-			 * polled for too, within the same budget, so that
-			 * the wake-up follows the disk at once.
+			 * waited for too, within the same budget, so that
+			 * the wake-up follows the disk at once; in slices,
+			 * so that the client's other threads are heard.
 			 */
 			if (file_waiting()) {
-				if (file_poll())
+				uint64_t left = 8 * upaged.spin_ns + 100000 -
+						(now - start);
+
+				if (file_wait(left < FAULT_WAIT_SLICE_NS ?
+						      left / 1000 :
+						      FAULT_WAIT_SLICE_NS / 1000))
 					last = fault_now_ns();
-				__builtin_ia32_pause();
 				continue;
 			}
 			if (!last || now - last > upaged.spin_ns)

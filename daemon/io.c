@@ -190,10 +190,18 @@ static void io_complete(struct io_ctx *io, struct io_req *req, int res)
 		io_finish(io, req, -EIO);
 }
 
+/* Completions queued for the loop to run (a deferred-task-work ring). */
+static bool io_work_pending(struct io_ctx *io)
+{
+	return IO_URING_READ_ONCE(*io->ring.sq.kflags) & IORING_SQ_TASKRUN;
+}
+
 static void io_reap(struct io_ctx *io)
 {
 	struct io_uring_cqe *cqe;
 
+	if (io_work_pending(io))
+		io_uring_get_events(&io->ring);
 	while (io_uring_peek_cqe(&io->ring, &cqe) == 0) {
 		struct io_req *req = io_uring_cqe_get_data(cqe);
 		int res = cqe->res;
@@ -443,12 +451,28 @@ bool io_poll(struct io_ctx *io)
 	io_flush(io);
 	/* The copy thread's list is read without its lock: a glance, and
 	   io_reap_copies() takes the lock. */
-	if (!io_uring_cq_ready(&io->ring) &&
+	if (!io_uring_cq_ready(&io->ring) && !io_work_pending(io) &&
 	    !__atomic_load_n(&io->done, __ATOMIC_ACQUIRE))
 		return false;
 	io_reap(io);
 	io_reap_copies(io);
 	return true;
+}
+
+bool io_wait(struct io_ctx *io, unsigned long usec)
+{
+	struct __kernel_timespec ts = {
+		.tv_sec = (long long)(usec / 1000000),
+		.tv_nsec = (long long)(usec % 1000000) * 1000,
+	};
+	struct io_uring_cqe *cqe;
+
+	io_flush(io);
+	/* Copies report through the eventfd: those are only polled. */
+	if (io->inflight > io->copying && !io_uring_cq_ready(&io->ring) &&
+	    !__atomic_load_n(&io->done, __ATOMIC_ACQUIRE))
+		io_uring_wait_cqe_timeout(&io->ring, &cqe, &ts);
+	return io_poll(io);
 }
 
 static void io_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -476,7 +500,19 @@ int io_init(struct io_ctx *io, struct ev_loop *loop, unsigned int entries)
 
 	memset(io, 0, sizeof(*io));
 	io->loop = loop;
-	ret = io_uring_queue_init(entries, &io->ring, 0);
+	/*
+	 * Completions run only when the loop asks (io_reap, io_wait): no
+	 * interrupt of the daemon's thread for each (an IPI and a trip into
+	 * the kernel, costly on a VM), and a thread waiting in io_wait is
+	 * woken by the completion itself. Kernels before 6.1 have no such
+	 * mode: completions then run as task work, as ever.
+	 */
+	ret = io_uring_queue_init(entries, &io->ring,
+				  IORING_SETUP_SINGLE_ISSUER |
+					  IORING_SETUP_DEFER_TASKRUN |
+					  IORING_SETUP_TASKRUN_FLAG);
+	if (ret == -EINVAL)
+		ret = io_uring_queue_init(entries, &io->ring, 0);
 	if (ret < 0)
 		return ret;
 	io->eventfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -108,5 +108,12 @@ void io_drain(struct io_ctx *io);
  * client waits on a read (cheaper than a sleep and a wake-up).
  */
 bool io_poll(struct io_ctx *io);
+/*
+ * As io_poll(), waiting up to usec microseconds for a read or write to
+ * end first: the completion wakes the thread, which costs less than
+ * polling for it on a VM, where each completion would interrupt the
+ * polling thread.
+ */
+bool io_wait(struct io_ctx *io, unsigned long usec);
 
 #endif

@@ -266,9 +266,9 @@ int file_init(struct ev_loop *loop)
 	return 0;
 }
 
-bool file_poll(void)
+bool file_wait(unsigned long usec)
 {
-	return file_ready_ok && nwaiters && io_poll(&file_io);
+	return file_ready_ok && nwaiters && io_wait(&file_io, usec);
 }
 
 /*

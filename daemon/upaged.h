@@ -197,9 +197,10 @@ extern const struct vm_operations_struct file_vm_ops;
 extern const struct vm_operations_struct cow_vm_ops;
 int file_init(struct ev_loop *loop);
 void file_exit(void);
-/* Threads wait for reads; file_poll(): reports finished I/O if any. */
+/* Threads wait for reads; file_wait(): reports finished I/O if any,
+   waiting up to usec microseconds for some. */
 bool file_waiting(void);
-bool file_poll(void);
+bool file_wait(unsigned long usec);
 /* Runs every read and write-back in flight to its end. */
 void file_quiesce(void);
 void file_umm_gone(struct umm *u);

@@ -108,6 +108,32 @@ static void test_read_matches_file(void **state)
 	free(buf);
 }
 
+/*
+ * io_wait(): with nothing in flight it reports nothing, at once; with a
+ * read in flight it returns once the read has called back (the timeout,
+ * a minute, is never reached: the completion wakes it), the data whole.
+ * The file is out of the kernel's cache first where it can be (not on a
+ * tmpfs), so that the read does not end as it is submitted.
+ */
+static void test_wait_for_a_read(void **state)
+{
+	struct fixture *f = *state;
+	unsigned char *buf = malloc(FILE_BYTES);
+	struct result r = { 0 };
+
+	assert_int_equal(fsync(f->fd), 0);
+	posix_fadvise(f->fd, 0, 0, POSIX_FADV_DONTNEED);
+	assert_false(io_wait(&f->io, 60000000));
+	assert_int_equal(io_read(&f->io, f->fd, buf, FILE_BYTES, 0, record, &r),
+			 0);
+	while (!r.calls)
+		assert_true(io_wait(&f->io, 60000000));
+	assert_int_equal(r.res, FILE_BYTES);
+	assert_memory_equal(buf, f->expect, FILE_BYTES);
+	assert_int_equal(f->io.inflight, 0);
+	free(buf);
+}
+
 /* Many requests queued in one iteration go in with few submissions. */
 static void test_batch_of_page_reads(void **state)
 {
@@ -341,6 +367,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_read_matches_file, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_wait_for_a_read, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_batch_of_page_reads, setup,
 						teardown),
