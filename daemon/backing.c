@@ -467,6 +467,17 @@ int backing_get(struct backing_table *t, int fd, struct backing **out)
 	return backing_create(t, fd, &st, writable, out);
 }
 
+/* Zeroes [size, npages pages) of the memfd, the tail of its last page. */
+static int backing_zero_tail(struct backing *b, uint64_t size,
+			     unsigned long npages)
+{
+	static const char zeros[PAGE_SIZE];
+	size_t n = npages * PAGE_SIZE - size;
+	ssize_t w = pwrite(b->memfd, zeros, n, (off_t)size);
+
+	return w == (ssize_t)n ? 0 : w < 0 ? -errno : -EIO;
+}
+
 int backing_refresh_size(struct backing *b)
 {
 	unsigned long npages, i;
@@ -508,9 +519,15 @@ int backing_refresh_size(struct backing *b)
 		else
 			backing_evict(b, b->npages - 1, 1);
 	}
+	/* Shrunk into a page: its bytes past the new end read as zeroes in
+	   every mapper, as the kernel clears them. */
+	err = 0;
+	if ((uint64_t)st.st_size < b->size && (st.st_size & (PAGE_SIZE - 1)) &&
+	    page_test(b->resident, npages - 1))
+		err = backing_zero_tail(b, (uint64_t)st.st_size, npages);
 	b->size = (uint64_t)st.st_size;
 	b->npages = npages;
-	return 0;
+	return err;
 }
 
 /*
@@ -717,6 +734,10 @@ static void backing_fill(struct backing_read_io *rio)
 		len = 0;
 	else if (rio->first + rio->npages > b->npages)
 		len = (b->npages - rio->first) * PAGE_SIZE;
+	/* Nor the bytes past it in the last page, read before it shrank. */
+	if (len && rio->first * PAGE_SIZE + len > b->size)
+		memset((char *)rio->bounce + (b->size - rio->first * PAGE_SIZE),
+		       0, rio->first * PAGE_SIZE + len - b->size);
 	if (rio->place && len == PAGE_SIZE) {
 		err = b->table->place(b, rio->first, rio->bounce);
 		if (err && err != -EEXIST && b->huge)

@@ -183,7 +183,11 @@ int backing_get(struct backing_table *t, int fd, struct backing **out);
 void backing_hold(struct backing *b);
 void backing_put(struct backing *b);
 
-/* Re-reads the file's size; grows or shrinks the memfd to match. */
+/*
+ * Re-reads the file's size; grows or shrinks the memfd to match. A file
+ * cut short inside a page gets the rest of that page cleared, as the
+ * kernel clears it.
+ */
 int backing_refresh_size(struct backing *b);
 
 static inline bool page_test(const uint64_t *map, unsigned long i)

@@ -837,13 +837,14 @@ static size_t marker_read(const char *path, size_t len, size_t to)
  * (the marker extent of each window starts the next). Without the marker
  * it would meet a page nobody reads at the end of every window and wait
  * there for the disk. A reader that unmaps while a marker is held, and
- * maps again, reads the file whole.
+ * maps again, reads the file whole; a file truncated while they are held
+ * ends where the kernel's would.
  */
 static void test_huge_readahead_marker(void **state)
 {
 	const size_t len = 96UL << 20;
 	struct upage_status_reply s0, s1;
-	unsigned char *p;
+	unsigned char *p, v;
 	char path[128];
 	size_t bad;
 
@@ -870,6 +871,28 @@ static void test_huge_readahead_marker(void **state)
 	bad = marker_read(path, len, len);
 	if (bad)
 		fail_msg("byte %zu differs after a remap", bad - 1);
+
+	/*
+	 * Truncated while windows and their markers are being read ahead.
+	 * The daemon sees it at the next fault (the last page: read by
+	 * nothing yet); from then on what is left reads as the file, the
+	 * rest of the new last page as zeroes, and what went raises SIGBUS.
+	 */
+	p = ft_map_file(path, O_RDONLY, len, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	bad = marker_check(p, len / 4);
+	if (bad)
+		fail_msg("byte %zu differs", bad - 1);
+	assert_int_equal(truncate(path, (off_t)(len / 2 + 5)), 0);
+	assert_int_equal(ft_touch(p + len - PG, &v), SIGBUS);
+	bad = marker_check(p, len / 2 + 5);
+	if (bad)
+		fail_msg("byte %zu differs after the truncation", bad - 1);
+	for (size_t i = len / 2 + 5; i < len / 2 + PG; i++)
+		assert_int_equal(p[i], 0);
+	assert_int_equal(ft_touch(p + len / 2 + PG, &v), SIGBUS);
+	assert_int_equal(ft_touch(p + 3 * (len / 4), &v), SIGBUS);
+	assert_int_equal(upage_munmap(p, len), 0);
 	unlink(path);
 }
 
