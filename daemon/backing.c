@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -100,7 +101,37 @@ int backing_table_init(struct backing_table *t, struct io_ctx *io,
 	t->ready = ready;
 	t->huge_mnt = -1;
 	t->win_uffd = -1;
+	t->watch_fd = -1;
 	return 0;
+}
+
+int backing_table_watch(struct backing_table *t)
+{
+	t->watch_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	return t->watch_fd >= 0 ? t->watch_fd : -errno;
+}
+
+void backing_watch_read(struct backing_table *t,
+			void (*changed)(struct backing *b))
+{
+	char buf[4096]
+		__attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+
+	while ((n = read(t->watch_fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *e = (const void *)p;
+
+			for (unsigned long i = 0; i < t->nbuckets; i++)
+				for (struct backing *b = t->buckets[i]; b;
+				     b = b->hash_next)
+					if ((e->mask & IN_Q_OVERFLOW) ||
+					    (b->watch == e->wd &&
+					     !(e->mask & IN_IGNORED)))
+						changed(b);
+			p += sizeof(*e) + e->len;
+		}
+	}
 }
 
 /*
@@ -213,6 +244,8 @@ static void backing_open_direct(struct backing *b)
  */
 static void backing_destroy(struct backing *b)
 {
+	if (b->watch >= 0)
+		inotify_rm_watch(b->table->watch_fd, b->watch);
 	if (b->view != MAP_FAILED)
 		munmap(b->view, b->view_reserved);
 	if (b->win != MAP_FAILED)
@@ -268,6 +301,9 @@ void backing_table_exit(struct backing_table *t)
 	if (t->win_uffd >= 0)
 		close(t->win_uffd);
 	t->win_uffd = -1;
+	if (t->watch_fd >= 0)
+		close(t->watch_fd);
+	t->watch_fd = -1;
 }
 
 void backing_hold(struct backing *b)
@@ -360,7 +396,7 @@ static int backing_create(struct backing_table *t, int fd,
 
 	if (!b)
 		return -ENOMEM;
-	b->fd = b->memfd = b->memfd_ro = b->dfd = -1;
+	b->fd = b->memfd = b->memfd_ro = b->dfd = b->watch = -1;
 	b->table = t;
 	b->writable = writable;
 	b->size = (uint64_t)st->st_size;
@@ -413,6 +449,9 @@ static int backing_create(struct backing_table *t, int fd,
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", b->fd);
 	n = readlink(link, b->path, sizeof(b->path) - 1);
 	b->path[n > 0 ? n : 0] = '\0';
+	/* Without a watch (none left), a new size is seen at a fault. */
+	if (t->watch_fd >= 0)
+		b->watch = inotify_add_watch(t->watch_fd, link, IN_MODIFY);
 	address_space_init(&b->as, st->st_dev, st->st_ino);
 	b->refs = 1;
 	h = backing_hash(t, b->as.dev, b->as.ino);

@@ -125,6 +125,7 @@ struct backing {
 	unsigned long ra_reader;   /* the fault layer's: where a sequential
 				      reader of a huge object was last seen,
 				      plus one; 0: none */
+	int watch;                 /* inotify watch of the file, or -1 */
 	char path[256];            /* for maps output, from the fd */
 	struct backing_stats stats;
 	void *owner;               /* the fault layer's state */
@@ -154,6 +155,7 @@ struct backing_table {
 	bool direct;               /* read what is not cached with O_DIRECT */
 	int huge_mnt;              /* a directory on a tmpfs with huge pages,
 				      or -1 */
+	int watch_fd;              /* inotify: files changed, or -1 */
 	int win_uffd;              /* the daemon's own userfaultfd for the
 				      placement windows, or -1 */
 	void *bounces;             /* idle read buffers, a list through them */
@@ -182,6 +184,18 @@ void backing_table_exit(struct backing_table *t);
 int backing_get(struct backing_table *t, int fd, struct backing **out);
 void backing_hold(struct backing *b);
 void backing_put(struct backing *b);
+
+/*
+ * Files that change (a truncation by another process, say) are reported
+ * on an inotify descriptor from now on: every object made after this
+ * watches its file. The descriptor, or -errno.
+ */
+int backing_table_watch(struct backing_table *t);
+
+/* Reads what that descriptor has: changed(b) for each object whose file
+   changed (all of them if events were lost). */
+void backing_watch_read(struct backing_table *t,
+			void (*changed)(struct backing *b));
 
 /*
  * Re-reads the file's size; grows or shrinks the memfd to match. A file

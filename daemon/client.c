@@ -446,6 +446,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct client *c = w->data;
 	/* One spare byte beyond the maximum so oversize shows as MSG_TRUNC. */
 	uint64_t buf[UPAGE_MSG_MAX / 8 + 1];
+	bool synced = false;
 
 	for (int i = 0; i < 16; i++) {
 		int fd, nfds, r;
@@ -492,6 +493,12 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 				return;
 			}
 			continue;
+		}
+		/* What a client did to a file before it asked is known
+		   when the answer comes (a truncation's lost pages). */
+		if (!synced) {
+			file_sync_sizes();
+			synced = true;
 		}
 		client_dispatch(c, buf, fd);
 	}

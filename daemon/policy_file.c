@@ -76,6 +76,10 @@ struct file_sync_part {
 static struct io_ctx file_io;
 static struct backing_table file_table;
 static bool file_ready_ok;
+static ev_io file_watch_w;   /* the table's inotify descriptor */
+static struct ev_loop *file_loop;
+
+static void file_check_size(struct backing *b);
 static struct file_waiter *waiters;
 static size_t nwaiters, waiters_cap;
 static struct file_sync *syncs;
@@ -219,6 +223,11 @@ static int file_place(struct backing *b, unsigned long pgoff,
 	return r;
 }
 
+static void file_watch_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	file_sync_sizes();
+}
+
 int file_init(struct ev_loop *loop)
 {
 	int r = io_init(&file_io, loop, 256);
@@ -262,8 +271,25 @@ int file_init(struct ev_loop *loop)
 			log_info("page cache in small pages: a tmpfs of our "
 				 "own: %s", strerror(-r));
 	}
+	/* A file truncated by another process is seen at once, not at the
+	   next fault: its lost pages leave every mapper then. */
+	r = backing_table_watch(&file_table);
+	if (r >= 0) {
+		ev_io_init(&file_watch_w, file_watch_cb, r, EV_READ);
+		ev_io_start(loop, &file_watch_w);
+		file_loop = loop;
+	} else {
+		log_info("file sizes are checked at faults only: inotify: %s",
+			 strerror(-r));
+	}
 	file_ready_ok = true;
 	return 0;
+}
+
+void file_sync_sizes(void)
+{
+	if (file_loop)
+		backing_watch_read(&file_table, file_check_size);
 }
 
 bool file_wait(unsigned long usec)
@@ -311,6 +337,9 @@ void file_exit(void)
 			if (b->nr_dirty)
 				log_err("%s: %lu dirty pages not written back",
 					b->path, b->nr_dirty);
+	if (file_loop)
+		ev_io_stop(file_loop, &file_watch_w);
+	file_loop = NULL;
 	reclaim_exit();
 	backing_table_exit(&file_table);
 	io_exit(&file_io);
@@ -428,9 +457,10 @@ static void file_read_around(struct backing *b, unsigned long pgoff)
 
 	/*
 	 * No more than one readahead may read (a budget's share), nor more
-	 * than a sixteenth of the file: a truncation by another process is
-	 * seen only at a fault, and pages read but never touched would hide
-	 * it from their readers, where the kernel gives SIGBUS.
+	 * than a sixteenth of the file: where inotify cannot watch the file,
+	 * a truncation by another process is seen only at a fault, and pages
+	 * read but never touched would hide it from their readers, where the
+	 * kernel gives SIGBUS.
 	 */
 	while (n > RA_MIN_PAGES && (n > b->npages / 16 ||
 				    (b->table->ra_cap && n > b->table->ra_cap)))

@@ -201,6 +201,8 @@ void file_exit(void);
    waiting up to usec microseconds for some. */
 bool file_waiting(void);
 bool file_wait(unsigned long usec);
+/* Sizes of files changed by others, as far as the kernel has told. */
+void file_sync_sizes(void);
 /* Runs every read and write-back in flight to its end. */
 void file_quiesce(void);
 void file_umm_gone(struct umm *u);

@@ -327,18 +327,57 @@ static void test_eof_tail_and_sigbus(void **state)
 	unlink(path);
 }
 
+/*
+ * A new file of npages pages of pattern 1 at path, mapped shared (fd
+ * opened with oflags), its first nread pages read and checked; then the
+ * file is truncated to size.
+ */
+static unsigned char *trunc_map(const char *path, int oflags, size_t npages,
+				size_t nread, off_t size)
+{
+	unsigned char *p;
+
+	assert_int_equal(ft_make_file(path, npages * PG, 1), 0);
+	p = ft_map_file(path, oflags, npages * PG, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	for (size_t i = 0; i < nread * PG; i++)
+		assert_int_equal(p[i], ft_pat(i, 1));
+	assert_int_equal(truncate(path, size), 0);
+	return p;
+}
+
+/*
+ * A truncation by another file descriptor is seen without a fault: once
+ * the daemon has answered anything asked after it, the pages it cut off
+ * raise SIGBUS though they were in the cache and mapped, and the rest of
+ * the new last page reads as zeroes, as with the kernel's own mmap.
+ */
+static void test_truncate_seen_without_fault(void **state)
+{
+	struct upage_status_reply s;
+	unsigned char *p, v;
+	char path[128];
+
+	path_of(path, "trunc-seen");
+	p = trunc_map(path, O_RDONLY, 64, 64, 8 * PG + 5);
+	assert_int_equal(ft_status_of(h.sock, &s), 0);
+	assert_int_equal(ft_touch(p + 20 * PG, &v), SIGBUS);
+	assert_int_equal(ft_touch(p + 9 * PG, &v), SIGBUS);
+	for (size_t i = 0; i < 8 * PG + 5; i++)
+		assert_int_equal(p[i], ft_pat(i, 1));
+	for (size_t i = 8 * PG + 5; i < 9 * PG; i++)
+		assert_int_equal(p[i], 0);
+	assert_int_equal(upage_munmap(p, 64 * PG), 0);
+	unlink(path);
+}
+
 static void test_truncate_while_mapped(void **state)
 {
 	unsigned char *p, v;
 	char path[128];
 
 	path_of(path, "trunc");
-	assert_int_equal(ft_make_file(path, 1024 * PG, 1), 0);
-	p = ft_map_file(path, O_RDWR, 1024 * PG, PROT_READ, MAP_SHARED, 0);
-	assert_ptr_not_equal(p, MAP_FAILED);
-	for (size_t i = 0; i < 16 * PG; i++)
-		assert_int_equal(p[i], ft_pat(i, 1));
-	assert_int_equal(truncate(path, 8 * PG), 0);
+	p = trunc_map(path, O_RDWR, 1024, 16, 8 * PG);
 	/* An untouched page past the new end, then the pages that were in
 	   the cache before: all gone, as with the kernel. */
 	assert_int_equal(ft_touch(p + 600 * PG, &v), SIGBUS);
@@ -1148,6 +1187,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_huge_pages),
 		cmocka_unit_test(test_random_private_huge),
 		cmocka_unit_test(test_huge_readahead_marker),
+		cmocka_unit_test(test_truncate_seen_without_fault),
 		cmocka_unit_test(test_cache_dir),
 		cmocka_unit_test(test_scattered_readers),
 		cmocka_unit_test(test_mremap_grow_file),
