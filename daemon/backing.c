@@ -119,18 +119,33 @@ void backing_watch_read(struct backing_table *t,
 	ssize_t n;
 
 	while ((n = read(t->watch_fd, buf, sizeof(buf))) > 0) {
+		int wd[16];
+		size_t nwd = 0, k;
+		bool all = false;
+
+		/* The files named (a few, mostly one), then one pass. */
 		for (char *p = buf; p < buf + n;) {
 			const struct inotify_event *e = (const void *)p;
 
-			for (unsigned long i = 0; i < t->nbuckets; i++)
-				for (struct backing *b = t->buckets[i]; b;
-				     b = b->hash_next)
-					if ((e->mask & IN_Q_OVERFLOW) ||
-					    (b->watch == e->wd &&
-					     !(e->mask & IN_IGNORED)))
-						changed(b);
+			for (k = 0; k < nwd && wd[k] != e->wd; k++)
+				;
+			if (e->mask & IN_Q_OVERFLOW)
+				all = true;
+			else if (k == nwd && !(e->mask & IN_IGNORED) &&
+				 nwd < sizeof(wd) / sizeof(wd[0]))
+				wd[nwd++] = e->wd;
+			else if (k == nwd && !(e->mask & IN_IGNORED))
+				all = true;
 			p += sizeof(*e) + e->len;
 		}
+		for (unsigned long i = 0; i < t->nbuckets && (all || nwd); i++)
+			for (struct backing *b = t->buckets[i]; b;
+			     b = b->hash_next) {
+				for (k = 0; k < nwd && wd[k] != b->watch; k++)
+					;
+				if (b->watch >= 0 && (all || k < nwd))
+					changed(b);
+			}
 	}
 }
 
