@@ -131,11 +131,12 @@ void backing_watch_read(struct backing_table *t,
 				;
 			if (e->mask & IN_Q_OVERFLOW)
 				all = true;
-			else if (k == nwd && !(e->mask & IN_IGNORED) &&
-				 nwd < sizeof(wd) / sizeof(wd[0]))
-				wd[nwd++] = e->wd;
-			else if (k == nwd && !(e->mask & IN_IGNORED))
-				all = true;
+			else if (k == nwd && !(e->mask & IN_IGNORED)) {
+				if (nwd == sizeof(wd) / sizeof(wd[0]))
+					all = true; /* too many: all of them */
+				else
+					wd[nwd++] = e->wd;
+			}
 			p += sizeof(*e) + e->len;
 		}
 		for (unsigned long i = 0; i < t->nbuckets && (all || nwd); i++)
@@ -943,7 +944,7 @@ issued:
  * huge), so the gap waits until it ends. 0 or -errno.
  */
 static int backing_issue(struct backing *b, unsigned long first,
-			 unsigned long npages, bool urgent, bool hold)
+			 unsigned long npages, bool urgent)
 {
 	unsigned long end = first + npages, lo, hi, s, e;
 	int err;
@@ -958,13 +959,13 @@ static int backing_issue(struct backing *b, unsigned long first,
 		for (unsigned long i = s; i < e; i++)
 			if (page_test(b->reading, i))
 				return -EAGAIN;
-		err = backing_read_run(b, s, e - s, urgent, false, hold);
+		err = backing_read_run(b, s, e - s, urgent, false, false);
 		if (err)
 			return err;
 		first = e;
 	}
 	return first < end ? backing_read_run(b, first, end - first, urgent,
-					      false, hold)
+					      false, false)
 			   : 0;
 }
 
@@ -1018,7 +1019,7 @@ int backing_read(struct backing *b, unsigned long pgoff)
 			run++;
 		if (!run)
 			continue;
-		err = backing_issue(b, i, run, i == pgoff, false);
+		err = backing_issue(b, i, run, i == pgoff);
 		if (err)
 			return i == pgoff ? err : 0;
 		if (i != pgoff)
@@ -1054,7 +1055,7 @@ int backing_read_place(struct backing *b, unsigned long pgoff)
 	int st = backing_page_state(b, pgoff);
 
 	if (st != 2 || !b->table->place || b->no_place)
-		return st == 2 ? backing_issue(b, pgoff, 1, true, false) : st;
+		return st == 2 ? backing_issue(b, pgoff, 1, true) : st;
 	return backing_read_run(b, pgoff, 1, true, true, false);
 }
 
@@ -1088,7 +1089,7 @@ int backing_readahead(struct backing *b, unsigned long first,
 			run++;
 		if (!run)
 			continue;
-		err = backing_issue(b, i, run, false, false);
+		err = backing_issue(b, i, run, false);
 		if (err == -EAGAIN)
 			continue;
 		if (err)
@@ -1109,8 +1110,8 @@ int backing_hold_marker(struct backing *b, unsigned long pgoff)
 	for (unsigned long i = lo; i < end; i++)
 		if (backing_page_state(b, i) != 2)
 			return -EEXIST; /* not one read: no marker */
-	/* The extent is one gap, so one run. */
-	err = backing_issue(b, lo, end - lo, false, true);
+	/* The extent is one gap: one run, with no gap to look for. */
+	err = backing_read_run(b, lo, end - lo, false, false, true);
 	if (!err)
 		b->stats.ra_pages += end - lo;
 	return err;

@@ -590,6 +590,7 @@ static int fault_drain(struct umm *u)
 	int r;
 
 	uint64_t start = 0, last = 0, now, faults, answered;
+	const uint64_t budget = 8 * upaged.spin_ns + 100000;
 
 	for (;;) {
 		n = read(u->uffd, msgs, sizeof(msgs));
@@ -609,7 +610,7 @@ static int fault_drain(struct umm *u)
 			if (!start || !upaged.spin_ns)
 				break;
 			now = fault_now_ns();
-			if (now - start > 8 * upaged.spin_ns + 100000)
+			if (now - start > budget)
 				break;
 			/*
 			 * A thread waits for a read: its completion is
@@ -618,8 +619,7 @@ static int fault_drain(struct umm *u)
 			 * so that the client's other threads are heard.
 			 */
 			if (file_waiting()) {
-				uint64_t left = 8 * upaged.spin_ns + 100000 -
-						(now - start);
+				uint64_t left = budget - (now - start);
 
 				if (file_wait(left < FAULT_WAIT_SLICE_NS ?
 						      left / 1000 :

@@ -446,7 +446,8 @@ static void io_eventfd_cb(struct ev_loop *loop, ev_io *w, int revents)
 	io_reap_copies(io);
 }
 
-bool io_poll(struct io_ctx *io)
+/* Submits, then reports what has finished, without waiting. */
+static bool io_poll(struct io_ctx *io)
 {
 	io_flush(io);
 	/* The copy thread's list is read without its lock: a glance, and

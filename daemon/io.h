@@ -103,16 +103,12 @@ void io_flush(struct io_ctx *io);
 /* Runs completions until nothing is in flight. */
 void io_drain(struct io_ctx *io);
 /*
- * Submits what is queued, then reports what has finished, if anything,
- * without waiting: true if something had. For a caller that polls while a
- * client waits on a read (cheaper than a sleep and a wake-up).
- */
-bool io_poll(struct io_ctx *io);
-/*
- * As io_poll(), waiting up to usec microseconds for a read or write to
- * end first: the completion wakes the thread, which costs less than
- * polling for it on a VM, where each completion would interrupt the
- * polling thread.
+ * Submits what is queued, waits up to usec microseconds for a read or
+ * write to end if none has, then reports what has finished: true if
+ * anything had. For a caller whose client waits on a read: the
+ * completion wakes the thread, which costs less than polling for it on a
+ * VM, where each completion would interrupt the polling thread. Copies
+ * are not waited for, only reported.
  */
 bool io_wait(struct io_ctx *io, unsigned long usec);
 

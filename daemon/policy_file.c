@@ -77,12 +77,11 @@ static struct io_ctx file_io;
 static struct backing_table file_table;
 static bool file_ready_ok;
 static ev_io file_watch_w;   /* the table's inotify descriptor */
-static struct ev_loop *file_loop;
-
-static void file_check_size(struct backing *b);
 static struct file_waiter *waiters;
 static size_t nwaiters, waiters_cap;
 static struct file_sync *syncs;
+
+static void file_check_size(struct backing *b);
 
 /*
  * A fault that must wait for I/O to end before it can be served (a read
@@ -90,8 +89,7 @@ static struct file_sync *syncs;
  * its budget) is parked: a waiter with no object, woken at the next end
  * of a read or of an eviction's write-back, to fault again. One of them
  * is always in flight when a fault is parked, so none waits for ever;
- * the loop sleeps meanwhile instead of retrying. -EAGAIN (fault.c
- * retries) if it cannot be parked.
+ * the loop sleeps meanwhile instead of retrying.
  */
 void file_unpark(void)
 {
@@ -277,7 +275,6 @@ int file_init(struct ev_loop *loop)
 	if (r >= 0) {
 		ev_io_init(&file_watch_w, file_watch_cb, r, EV_READ);
 		ev_io_start(loop, &file_watch_w);
-		file_loop = loop;
 	} else {
 		log_info("file sizes are checked at faults only: inotify: %s",
 			 strerror(-r));
@@ -288,7 +285,7 @@ int file_init(struct ev_loop *loop)
 
 void file_sync_sizes(void)
 {
-	if (file_loop)
+	if (file_ready_ok && file_table.watch_fd >= 0)
 		backing_watch_read(&file_table, file_check_size);
 }
 
@@ -337,9 +334,7 @@ void file_exit(void)
 			if (b->nr_dirty)
 				log_err("%s: %lu dirty pages not written back",
 					b->path, b->nr_dirty);
-	if (file_loop)
-		ev_io_stop(file_loop, &file_watch_w);
-	file_loop = NULL;
+	ev_io_stop(file_io.loop, &file_watch_w);
 	reclaim_exit();
 	backing_table_exit(&file_table);
 	io_exit(&file_io);
@@ -385,7 +380,8 @@ static int file_add_waiter(struct backing *b, unsigned long pgoff,
 	return 0;
 }
 
-/* Parks a fault (see file_unpark()). */
+/* Parks a fault (see file_unpark()); -EAGAIN (fault.c retries) if it
+   cannot be parked. */
 static int file_park(struct umm *u, unsigned long addr)
 {
 	return file_add_waiter(NULL, 0, u, addr, false) < 0 ? -EAGAIN : 0;

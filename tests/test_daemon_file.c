@@ -52,6 +52,21 @@ static void path_of(char *buf, const char *name)
 	snprintf(buf, 128, "%s/%s", dir, name);
 }
 
+/*
+ * A new file at path, size bytes of pattern seed, mapped read-only and
+ * shared (len bytes, through an fd opened with oflags).
+ */
+static unsigned char *map_new_file(const char *path, size_t size,
+				   unsigned seed, int oflags, size_t len)
+{
+	unsigned char *p;
+
+	assert_int_equal(ft_make_file(path, size, seed), 0);
+	p = ft_map_file(path, oflags, len, PROT_READ, MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	return p;
+}
+
 /* ---- helpers (other processes) ---- */
 
 /*
@@ -306,9 +321,7 @@ static void test_eof_tail_and_sigbus(void **state)
 	char path[128];
 
 	path_of(path, "eof");
-	assert_int_equal(ft_make_file(path, 5 * PG + 100, 1), 0);
-	p = ft_map_file(path, O_RDONLY, 8 * PG, PROT_READ, MAP_SHARED, 0);
-	assert_ptr_not_equal(p, MAP_FAILED);
+	p = map_new_file(path, 5 * PG + 100, 1, O_RDONLY, 8 * PG);
 	for (size_t i = 0; i < 5 * PG + 100; i++)
 		assert_int_equal(p[i], ft_pat(i, 1));
 	for (size_t i = 5 * PG + 100; i < 6 * PG; i++)
@@ -337,9 +350,7 @@ static unsigned char *trunc_map(const char *path, int oflags, size_t npages,
 {
 	unsigned char *p;
 
-	assert_int_equal(ft_make_file(path, npages * PG, 1), 0);
-	p = ft_map_file(path, oflags, npages * PG, PROT_READ, MAP_SHARED, 0);
-	assert_ptr_not_equal(p, MAP_FAILED);
+	p = map_new_file(path, npages * PG, 1, oflags, npages * PG);
 	for (size_t i = 0; i < nread * PG; i++)
 		assert_int_equal(p[i], ft_pat(i, 1));
 	assert_int_equal(truncate(path, size), 0);
@@ -706,9 +717,7 @@ static void test_huge_pages(void **state)
 	int fs;
 
 	path_of(path, "huge");
-	assert_int_equal(ft_make_file(path, size, 6), 0);
-	p = ft_map_file(path, O_RDWR, len, PROT_READ, MAP_SHARED, 0);
-	assert_ptr_not_equal(p, MAP_FAILED);
+	p = map_new_file(path, size, 6, O_RDWR, len);
 	for (int i = 0; i < 2; i++) {
 		r[i] = (struct huge_reader){ .p = p, .len = size,
 					     .backwards = i };
@@ -888,9 +897,7 @@ static void test_huge_readahead_marker(void **state)
 	size_t bad;
 
 	path_of(path, "marker");
-	assert_int_equal(ft_make_file(path, len, 10), 0);
-	p = ft_map_file(path, O_RDONLY, len, PROT_READ, MAP_SHARED, 0);
-	assert_ptr_not_equal(p, MAP_FAILED);
+	p = map_new_file(path, len, 10, O_RDONLY, len);
 	assert_int_equal(ft_status_of(h.sock, &s0), 0);
 	bad = marker_check(p, len);
 	assert_int_equal(ft_status_of(h.sock, &s1), 0);
