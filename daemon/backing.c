@@ -235,22 +235,25 @@ unsigned long backing_extent_end(const struct backing *b, unsigned long lo)
  * Our own fd for O_DIRECT, reopened from b->fd (O_DIRECT must not change
  * the client's file description), writable if b->fd is; -1 where not
  * supported. A huge page cache, or a table told to, reads what the kernel
- * has not cached this way (one copy into our cache, none in the kernel's),
- * and whole pages are written back this way: no copy into the kernel's
- * cache, and no queue behind io_uring's one worker per file for buffered
- * writes.
+ * has not cached this way (one copy into our cache, none in the kernel's).
+ * Every cache writes whole pages back this way: no copy into the kernel's
+ * cache (a second copy of what we hold, outside any budget), no queue
+ * behind io_uring's one worker per file for buffered writes, and nothing
+ * of ours left dirty in the kernel's cache.
  */
 static void backing_open_direct(struct backing *b)
 {
+	bool reads = b->table->direct || b->huge;
 	char link[64];
 
-	if (!b->table->direct && !b->huge)
+	if (!reads && !b->writable)
 		return;
 	if (b->dfd >= 0)
 		close(b->dfd);
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", b->fd);
 	b->dfd = open(link, (b->writable ? O_RDWR : O_RDONLY) | O_DIRECT |
 				    O_CLOEXEC);
+	b->dfd_reads = b->dfd >= 0 && reads;
 	b->dfd_writes = b->dfd >= 0 && b->writable;
 }
 
@@ -857,7 +860,7 @@ static int backing_read_bounce(struct backing_read_io *rio)
 		return -ENOMEM;
 	/* O_DIRECT reads whole pages: not for the file's partial last one,
 	   whose short read would continue at an unaligned offset. */
-	if (b->dfd >= 0 && !rio->cached && off + len <= b->size)
+	if (b->dfd_reads && !rio->cached && off + len <= b->size)
 		err = io_read(b->table->io, b->dfd, rio->bounce, len,
 			      (off_t)off, backing_read_done, rio);
 	else

@@ -94,6 +94,8 @@ struct backing {
 	int refs;                  /* holders: VMAs and in-flight I/O */
 	int fd;                    /* the file, from a client */
 	int dfd;                   /* the same opened O_DIRECT, or -1 */
+	bool dfd_reads;            /* what the kernel has not cached is read
+				      by dfd */
 	bool dfd_writes;           /* whole pages are written back by dfd */
 	bool writable;             /* fd allows write-back */
 	int memfd;                 /* the page cache */

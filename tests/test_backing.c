@@ -334,9 +334,12 @@ static void test_writeback_error_keeps_dirty(void **state)
 	assert_int_equal(backing_read(b, 0), 0);
 	run_until_idle(f);
 	backing_mark_dirty(b, 1, 2);
-	/* Swap the object's fd for a read-only one: writes now fail. */
+	/* Swap the object's fds (its O_DIRECT one writes whole pages) for
+	   read-only ones: writes now fail. */
 	ro = open(f->path, O_RDONLY | O_CLOEXEC);
 	assert_true(dup3(ro, b->fd, O_CLOEXEC) >= 0);
+	if (b->dfd >= 0)
+		assert_true(dup3(ro, b->dfd, O_CLOEXEC) >= 0);
 	close(ro);
 	assert_int_equal(backing_writeback(b, 0, b->npages, count_done, &res),
 			 0);
