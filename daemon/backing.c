@@ -816,7 +816,7 @@ static void backing_fill(struct backing_read_io *rio)
 		}
 	}
 	/* A page or two (a random fault): copied here, at once, which
-	   costs less than handing it to a copy thread and back. */
+	   costs less than handing it to the copy thread and back. */
 	if (len && len <= BACKING_INLINE_COPY) {
 		ssize_t n = 0, w;
 

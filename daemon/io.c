@@ -1,11 +1,11 @@
 /*
- * io.c - io_uring requests batched per loop iteration, and the copy threads
+ * io.c - io_uring requests batched per loop iteration, and the copy thread
  * (contract in io.h).
  *
  * Copies into a memfd are CPU work, not I/O. io_uring would run them on
- * its workers one at a time per file (it serialises buffered writes to
- * one inode), behind reads and in no order we choose: threads of our own
- * take them from a queue where the urgent ones go first.
+ * its workers one at a time per file too (it serialises buffered writes to
+ * one inode), but behind reads and in no order we choose: a thread of our
+ * own takes them from a queue where the urgent ones go first.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,7 +66,7 @@ static int io_queue(struct io_ctx *io, struct io_req *req)
 		io_uring_prep_fsync(sqe, req->fd, 0);
 		break;
 	case IO_NOP:
-	case IO_COPY: /* never queued here: the copy threads' */
+	case IO_COPY: /* never queued here: the copy thread's */
 		io_uring_prep_nop(sqe);
 		break;
 	}
@@ -375,7 +375,7 @@ int io_copy(struct io_ctx *io, int in_fd, const void *buf, int out_fd,
 				.flags = flags, .done = done, .arg = arg };
 	io->inflight++;
 	io->copying++;
-	if (!io->ncopiers) {
+	if (!io->copier_on) {
 		/* No thread could be started: copy here, report as ever. */
 		int pipefd[2] = { -1, -1 };
 
@@ -450,7 +450,7 @@ static void io_eventfd_cb(struct ev_loop *loop, ev_io *w, int revents)
 static bool io_poll(struct io_ctx *io)
 {
 	io_flush(io);
-	/* The copy threads' list is read without its lock: a glance, and
+	/* The copy thread's list is read without its lock: a glance, and
 	   io_reap_copies() takes the lock. */
 	if (!io_uring_cq_ready(&io->ring) && !io_work_pending(io) &&
 	    !__atomic_load_n(&io->done, __ATOMIC_ACQUIRE))
@@ -483,21 +483,15 @@ static void io_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 	io_flush(w->data);
 }
 
-/* The copy threads; without any, copies are made in place. */
-static void io_start_copiers(struct io_ctx *io)
+/* The copy thread; without one, copies are made in place. */
+static void io_start_copier(struct io_ctx *io)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned int want = cpus >= IO_COPIERS ? IO_COPIERS :
-			    cpus > 1 ? (unsigned int)cpus : 1;
 	sigset_t all, old;
 
-	/* Signals are the loop's: the threads start with all blocked. */
+	/* Signals are the loop's: the thread starts with all blocked. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	while (io->ncopiers < want &&
-	       pthread_create(&io->copier[io->ncopiers], NULL, io_copier,
-			      io) == 0)
-		io->ncopiers++;
+	io->copier_on = pthread_create(&io->copier, NULL, io_copier, io) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
@@ -542,7 +536,7 @@ int io_init(struct io_ctx *io, struct ev_loop *loop, unsigned int entries)
 	ev_prepare_start(loop, &io->prepare_watcher);
 	pthread_mutex_init(&io->lock, NULL);
 	pthread_cond_init(&io->more, NULL);
-	io_start_copiers(io);
+	io_start_copier(io);
 	return 0;
 }
 
@@ -572,8 +566,9 @@ void io_exit(struct io_ctx *io)
 	io->stopping = true;
 	pthread_cond_broadcast(&io->more);
 	pthread_mutex_unlock(&io->lock);
-	while (io->ncopiers)
-		pthread_join(io->copier[--io->ncopiers], NULL);
+	if (io->copier_on)
+		pthread_join(io->copier, NULL);
+	io->copier_on = false;
 	pthread_cond_destroy(&io->more);
 	pthread_mutex_destroy(&io->lock);
 	ev_io_stop(io->loop, &io->eventfd_watcher);

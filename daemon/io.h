@@ -14,15 +14,13 @@
  *   ends (reads: the callback gets the shorter count) or an error occurs.
  * - The buffer must stay valid until the callback has run.
  * - io_copy() fills a file (the daemon's memfd page caches) from memory or
- *   from another file on the copy threads, so that copying never holds up
- *   the loop; its callback too runs from the loop. Copies start in the
- *   order queued, IO_COPY_URGENT ones first. Two threads: writes into one
- *   memfd take its inode lock, but most of a copy's time into a fresh
- *   huge page is the page's allocation and first touch, which overlap.
+ *   from another file on the copy thread, so that copying never holds up
+ *   the loop; its callback too runs from the loop. Copies run in the order
+ *   queued, IO_COPY_URGENT ones first. One thread: writes into one memfd
+ *   take its inode lock, so a second would mostly wait for the first.
  * - io_drain() waits for every request in flight (shutdown, msync).
- * - Single-threaded: all calls from the loop's thread. A copy thread
- *   touches nothing but the request it copies; callers never queue two
- *   copies of the same bytes at once.
+ * - Single-threaded: all calls from the loop's thread. The copy thread
+ *   touches nothing but the request it copies.
  */
 #ifndef UPAGED_IO_H
 #define UPAGED_IO_H
@@ -52,13 +50,6 @@ struct io_stats {
 
 struct io_req;
 
-/*
- * Copy threads, at most (one per CPU). On the development VM one thread
- * copied a cold 1 GiB scan slower than the disk read it: 0.94-1.22 µs
- * per page against 0.74-0.76 with two, the kernel's mmap at 0.71-0.75.
- */
-#define IO_COPIERS 2
-
 struct io_ctx {
 	struct io_uring ring;
 	struct ev_loop *loop;
@@ -69,9 +60,9 @@ struct io_ctx {
 	unsigned int inflight;   /* requests whose callback has not run */
 	unsigned int copying;    /* of which copies */
 	struct io_stats stats;
-	/* The copy threads: a queue of copies to do, a list of copies done. */
-	pthread_t copier[IO_COPIERS];
-	unsigned int ncopiers;   /* running; none: copies are made in place */
+	/* The copy thread: a queue of copies to do, a list of copies done. */
+	pthread_t copier;
+	bool copier_on;          /* it runs; else copies are made in place */
 	pthread_mutex_t lock;
 	pthread_cond_t more;
 	struct io_req *todo, *todo_tail, *todo_urgent_tail;

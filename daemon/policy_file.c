@@ -295,7 +295,7 @@ bool file_wait(unsigned long usec)
 }
 
 /*
- * Worth polling for: a thread waits for a read and the copy threads are
+ * Worth polling for: a thread waits for a read and the copy thread is
  * idle (a long copy keeps a core busy, which the waiting client then needs
  * more than the daemon does).
  */
