@@ -703,6 +703,64 @@ static void test_random_writes_then_sync(void **state)
 	unlink(path);
 }
 
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+
+/* Pages of [pg, pg + n) of fd in the kernel's page cache; -1 if unknown. */
+static long kernel_cached(int fd, unsigned long pg, unsigned long n)
+{
+	struct { uint64_t off, len; } r = { pg * PG, n * PG };
+	struct { uint64_t cache, dirty, writeback, evicted, recent; } cs;
+
+	if (syscall(SYS_cachestat, fd, &r, &cs, 0) < 0)
+		return -1;
+	return (long)cs.cache;
+}
+
+/*
+ * Written pages go back with O_DIRECT in a cache of small pages too: the
+ * kernel's cached copy of a page written back is dropped (no second copy
+ * beside the budget, nothing of ours left dirty there), while a page
+ * only read stays cached (one far enough away not to share the written
+ * page's large folio: the file was written 64 KiB at a time). The file
+ * has the bytes.
+ */
+static void test_writeback_bypasses_kernel_cache(void **state)
+{
+	unsigned char *p, v;
+	char path[128];
+	int fd;
+
+	path_of(path, "direct-wb");
+	assert_int_equal(ft_make_file(path, 64 * PG, 1), 0);
+	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		skip(); /* a file system without O_DIRECT: buffered it is */
+	close(fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	p = ft_map_file(path, O_RDWR, 64 * PG, PROT_READ | PROT_WRITE,
+			MAP_SHARED, 0);
+	assert_ptr_not_equal(p, MAP_FAILED);
+	for (size_t pg = 0; pg < 64; pg++)
+		assert_int_equal(p[pg * PG + 7], ft_pat(pg * PG + 7, 1));
+	if (kernel_cached(fd, 5, 1) < 0)
+		skip(); /* no cachestat: the kernel cannot tell */
+	assert_int_equal(kernel_cached(fd, 5, 1), 1);
+	assert_int_equal(kernel_cached(fd, 48, 1), 1);
+	p[5 * PG + 3] = 0xc3;
+	assert_int_equal(upage_msync(p, 64 * PG, MS_SYNC), 0);
+	assert_int_equal(kernel_cached(fd, 5, 1), 0);
+	assert_int_equal(kernel_cached(fd, 48, 1), 1);
+	assert_int_equal(pread(fd, &v, 1, 5 * PG + 3), 1);
+	assert_int_equal(v, 0xc3);
+	assert_int_equal(ft_file_has(path, 6 * PG, 58 * PG, 1), 0);
+	assert_int_equal(upage_munmap(p, 64 * PG), 0);
+	close(fd);
+	unlink(path);
+}
+
 /*
  * A writer synced, wrote more and was SIGKILLed: the synced writes were on
  * the file at once, and nothing is lost of the later ones either (a shared
@@ -1309,6 +1367,7 @@ int main(int argc, char **argv)
 		T(test_anon_private_not_evicted),
 		T(test_made_writable_later),
 		T(test_rmw_prediction),
+		T(test_writeback_bypasses_kernel_cache),
 		cmocka_unit_test_setup_teardown(test_huge_pages_within_budget,
 						setup_huge, teardown),
 	};
