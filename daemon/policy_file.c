@@ -326,8 +326,7 @@ void file_exit(void)
 {
 	if (!file_ready_ok)
 		return;
-	file_release_markers();
-	io_drain(&file_io);
+	file_quiesce();
 	for (unsigned long i = 0; i < file_table.nbuckets; i++)
 		for (struct backing *b = file_table.buckets[i]; b;
 		     b = b->hash_next)

@@ -920,9 +920,10 @@ static void test_huge_readahead_marker(void **state)
 
 	/*
 	 * Truncated while windows and their markers are being read ahead.
-	 * The daemon sees it at the next fault (the last page: read by
-	 * nothing yet); from then on what is left reads as the file, the
-	 * rest of the new last page as zeroes, and what went raises SIGBUS.
+	 * The daemon sees it through inotify, or at the latest at the next
+	 * fault (the last page: read by nothing yet); from then on what is
+	 * left reads as the file, the rest of the new last page as zeroes,
+	 * and what went raises SIGBUS.
 	 */
 	p = ft_map_file(path, O_RDONLY, len, PROT_READ, MAP_SHARED, 0);
 	assert_ptr_not_equal(p, MAP_FAILED);
