@@ -7,6 +7,10 @@
  *                      cache full of other pages first (see WARM_PAGES)
  *   read-modify-write  the same pages: read a word, write it back plus one,
  *                      then msync(MS_SYNC), all inside the clock
+ * The random read case also runs the userfaultfd floor (uffd_floor.h): a
+ * handler thread in the bench that preads each faulting page with O_DIRECT
+ * and copies it in, with no budget and so no eviction: the least any
+ * userfaultfd pager pays per fault here, beside the kernel and upaged.
  * The read cases map the file read-only, read-modify-write read-write
  * (both sides, a writable fd each time). Every read is checked against
  * what the file must hold. Each figure is
@@ -40,6 +44,7 @@
 
 #include "../upaged_harness.h"
 #include "../upaged_filetest.h"
+#include "uffd_floor.h"
 
 #define PG 4096UL
 #define SIZE (2UL << 30)
@@ -357,6 +362,37 @@ static struct result run_upaged(enum kind k, unsigned long *kcached)
 	return r;
 }
 
+/*
+ * The floor's random read: the same pages in the same order, each one
+ * read from the file (O_DIRECT) into private memory by the handler
+ * thread. Nothing is warmed up or evicted: the floor has no budget.
+ */
+static struct result run_floor(void)
+{
+	struct result r = { .mem_peak = -1 };
+	struct uffd_floor f;
+	volatile uint64_t *p;
+	double t0;
+	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+
+	if (fd < 0)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		exit(1);
+	p = uffd_floor_start(&f, SIZE, 1, fd);
+	t0 = now_s();
+	r.bad = access_pages(p, RAND, 0);
+	r.secs = now_s() - t0;
+	uffd_floor_stop(&f);
+	close(fd);
+	if (f.failed) {
+		fprintf(stderr, "bench: the floor's handler failed %lu "
+			"reads\n", f.failed);
+		exit(1);
+	}
+	return r;
+}
+
 /* The file and the cgroup go whichever way the bench ends. */
 static void cleanup(void)
 {
@@ -396,6 +432,7 @@ int main(int argc, char **argv)
 	const char *only = getenv("UPAGE_BENCH_ONLY"), *rs;
 	const char *direct = getenv("UPAGE_BENCH_DIRECT");
 	struct upage_status_reply s0, s1;
+	double floor_us = 0, floor_k = 0, floor_u = 0;
 	bool dropped = true;
 	int r;
 
@@ -445,7 +482,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct bcase *c = &cases[i];
-		double tk[RUNS_MAX], tu[RUNS_MAX], k, u;
+		double tk[RUNS_MAX], tu[RUNS_MAX], tf[RUNS_MAX], k, u;
 		long long kpeak = 0;
 		unsigned long kcached = 0;
 
@@ -464,6 +501,20 @@ int main(int argc, char **argv)
 			dropped &= drop_caches();
 			ru = run_upaged(c->kind, &kcached);
 			rmw_done += c->kind == RMW;
+			if (c->kind == RAND) {
+				struct result rf;
+
+				sync();
+				dropped &= drop_caches();
+				rf = run_floor();
+				if (rf.bad) {
+					fprintf(stderr, "bench: %s: %lu words "
+						"wrong (floor)\n", c->name,
+						rf.bad);
+					return 1;
+				}
+				tf[run] = rf.secs;
+			}
 			if (rk.bad || ru.bad) {
 				fprintf(stderr, "bench: %s: %lu words wrong "
 					"(kernel), %lu (upaged)\n", c->name,
@@ -489,8 +540,20 @@ int main(int argc, char **argv)
 		       (unsigned long)(s1.resident_peak_pages * PG >> 20),
 		       (unsigned long)((s1.refaults - s0.refaults) / runs),
 		       kcached * PG >> 20);
+		if (c->kind == RAND) {
+			qsort(tf, runs, sizeof(tf[0]), cmp_double);
+			floor_us = tf[runs / 2] * 1e6 / c->pages;
+			floor_k = tf[runs / 2] / k;
+			floor_u = u / tf[runs / 2];
+		}
 		fflush(stdout);
 	}
+	if (floor_us > 0)
+		printf("\nuserfaultfd floor, random read (uffd_floor.h: a "
+		       "handler thread preads each page with O_DIRECT and "
+		       "copies it in; no budget, nothing evicted): %.2f µs "
+		       "per page, %.2fx the kernel's time; upaged %.2fx the "
+		       "floor's.\n", floor_us, floor_k, floor_u);
 	printf("\nupaged/kernel: time ratio, below 1 is faster than the "
 	       "kernel. Peaks: the cgroup's memory.max_usage_in_bytes "
 	       "(kernel), the daemon's resident_peak_pages (upaged). "

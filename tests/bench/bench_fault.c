@@ -27,6 +27,7 @@
 #include <upage/upage.h>
 
 #include "../upaged_harness.h"
+#include "uffd_floor.h"
 
 #define PG 4096UL
 #define PAGES 16384UL /* 64 MiB per run */
@@ -104,76 +105,17 @@ static struct result bench_kernel(void)
 	return median(r, RUNS);
 }
 
-/* The in-process handler: blocking poll + read + UFFDIO_COPY. */
-struct inproc {
-	int uffd;
-	unsigned long cluster;
-	unsigned long start, end;
-	void *zero;
-};
-
-static void *inproc_handler(void *arg)
-{
-	struct inproc *ip = arg;
-	struct uffd_msg msg;
-
-	for (;;) {
-		struct pollfd pfd = { .fd = ip->uffd, .events = POLLIN };
-
-		if (poll(&pfd, 1, -1) < 0)
-			continue;
-		if (pfd.revents & (POLLERR | POLLHUP))
-			return NULL;
-		if (read(ip->uffd, &msg, sizeof(msg)) != sizeof(msg))
-			continue;
-		if (msg.event != UFFD_EVENT_PAGEFAULT)
-			continue;
-		unsigned long a = msg.arg.pagefault.address & ~(PG - 1);
-		unsigned long len = ip->cluster * PG;
-		if (a + len > ip->end)
-			len = ip->end - a;
-		struct uffdio_copy c = { .dst = a,
-					 .src = (unsigned long)ip->zero,
-					 .len = len };
-		if (ioctl(ip->uffd, UFFDIO_COPY, &c) < 0 && c.copy <= 0) {
-			struct uffdio_range w = { a, PG };
-			ioctl(ip->uffd, UFFDIO_WAKE, &w);
-		}
-	}
-}
-
+/* The in-process handler (uffd_floor.h), copying zeroes. */
 static struct result bench_inproc(unsigned long cluster)
 {
 	struct result r[RUNS];
 
 	for (int i = 0; i < RUNS; i++) {
-		struct uffdio_api api = { .api = UFFD_API };
-		struct inproc ip = { .cluster = cluster };
-		pthread_t t;
-		unsigned char *p;
+		struct uffd_floor f;
+		unsigned char *p = uffd_floor_start(&f, PAGES * PG, cluster, -1);
 
-		ip.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-		if (ip.uffd < 0 || ioctl(ip.uffd, UFFDIO_API, &api) < 0)
-			exit(77);
-		ip.zero = mmap(NULL, cluster * PG, PROT_READ,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		p = mmap(NULL, PAGES * PG, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		ip.start = (unsigned long)p;
-		ip.end = ip.start + PAGES * PG;
-		struct uffdio_register reg = {
-			.range = { ip.start, PAGES * PG },
-			.mode = UFFDIO_REGISTER_MODE_MISSING,
-		};
-		if (ioctl(ip.uffd, UFFDIO_REGISTER, &reg) < 0)
-			exit(77);
-		pthread_create(&t, NULL, inproc_handler, &ip);
 		r[i] = touch(p);
-		munmap(p, PAGES * PG);
-		pthread_cancel(t);
-		pthread_join(t, NULL);
-		close(ip.uffd);
-		munmap(ip.zero, cluster * PG);
+		uffd_floor_stop(&f);
 	}
 	return median(r, RUNS);
 }

@@ -1,0 +1,117 @@
+/*
+ * uffd_floor.h - the benches' reference userfaultfd pager: one handler
+ * thread in the faulting process, blocking in poll, that reads each
+ * message and answers it with UFFDIO_COPY; the page comes from a buffer
+ * of zeroes or, given a file, from pread of the page at the same offset.
+ * Nothing else (no cache, no budget, no readahead): what any pager built
+ * on userfaultfd pays at least, to compare upaged with.
+ */
+#ifndef UPAGED_UFFD_FLOOR_H
+#define UPAGED_UFFD_FLOOR_H
+
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct uffd_floor {
+	int uffd;
+	int fd;                 /* pages read from here, or -1: zeroes */
+	unsigned long cluster;  /* pages per fault */
+	unsigned long start, end;
+	void *buf;              /* cluster pages, page-aligned */
+	unsigned long failed;   /* faults answered by a wake, not a copy */
+	pthread_t thread;
+};
+
+static void *uffd_floor_handler(void *arg)
+{
+	struct uffd_floor *f = arg;
+	const unsigned long pg = 4096;
+	struct uffd_msg msg;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = f->uffd, .events = POLLIN };
+
+		if (poll(&pfd, 1, -1) < 0)
+			continue;
+		if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
+			return NULL;
+		if (read(f->uffd, &msg, sizeof(msg)) != sizeof(msg))
+			continue;
+		if (msg.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		unsigned long a = msg.arg.pagefault.address & ~(pg - 1);
+		unsigned long len = f->cluster * pg;
+
+		if (a + len > f->end)
+			len = f->end - a;
+		struct uffdio_copy c = { .dst = a,
+					 .src = (unsigned long)f->buf,
+					 .len = len };
+		bool ok = f->fd < 0 ||
+			  pread(f->fd, f->buf, len, (off_t)(a - f->start)) ==
+				  (ssize_t)len;
+
+		if (!ok || (ioctl(f->uffd, UFFDIO_COPY, &c) < 0 &&
+			    c.copy <= 0)) {
+			struct uffdio_range w = { a, pg };
+
+			/* The thread is not left waiting: it faults again. */
+			f->failed++;
+			ioctl(f->uffd, UFFDIO_WAKE, &w);
+		}
+	}
+}
+
+/*
+ * Maps len bytes of private anonymous memory served by a handler thread
+ * (see above) and returns it; exits 77 (skipped) without userfaultfd.
+ */
+static void *uffd_floor_start(struct uffd_floor *f, unsigned long len,
+			      unsigned long cluster, int fd)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	void *p;
+
+	*f = (struct uffd_floor){ .fd = fd, .cluster = cluster };
+	f->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (f->uffd < 0 || ioctl(f->uffd, UFFDIO_API, &api) < 0)
+		goto fail;
+	f->buf = mmap(NULL, cluster * 4096, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (f->buf == MAP_FAILED || p == MAP_FAILED)
+		goto fail;
+	f->start = (unsigned long)p;
+	f->end = f->start + len;
+	struct uffdio_register reg = {
+		.range = { f->start, len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	if (ioctl(f->uffd, UFFDIO_REGISTER, &reg) < 0 ||
+	    pthread_create(&f->thread, NULL, uffd_floor_handler, f) != 0)
+		goto fail;
+	return p;
+fail:
+	perror("bench: userfaultfd handler");
+	exit(77);
+}
+
+static void uffd_floor_stop(struct uffd_floor *f)
+{
+	munmap((void *)f->start, f->end - f->start);
+	pthread_cancel(f->thread);
+	pthread_join(f->thread, NULL);
+	close(f->uffd);
+	munmap(f->buf, f->cluster * 4096);
+}
+
+#endif
