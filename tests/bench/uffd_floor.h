@@ -9,6 +9,7 @@
 #ifndef UPAGED_UFFD_FLOOR_H
 #define UPAGED_UFFD_FLOOR_H
 
+#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
