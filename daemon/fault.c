@@ -591,6 +591,7 @@ static int fault_drain(struct umm *u)
 
 	uint64_t start = 0, last = 0, now, faults, answered;
 	const uint64_t budget = 8 * upaged.spin_ns + 100000;
+	bool yielded = false;
 
 	for (;;) {
 		n = read(u->uffd, msgs, sizeof(msgs));
@@ -623,16 +624,30 @@ static int fault_drain(struct umm *u)
 
 				if (file_wait(left < FAULT_WAIT_SLICE_NS ?
 						      left / 1000 :
-						      FAULT_WAIT_SLICE_NS / 1000))
+						      FAULT_WAIT_SLICE_NS / 1000)) {
 					last = fault_now_ns();
+					yielded = false;
+				}
 				continue;
 			}
 			if (!last || now - last > upaged.spin_ns)
 				break;
-			__builtin_ia32_pause();
+			/*
+			 * Once per answer, the CPU is offered first: a client
+			 * woken on this CPU runs to its next fault now rather
+			 * than after the spin (5-17 µs per random read when
+			 * the two share a CPU); elsewhere it costs one call.
+			 */
+			if (!yielded) {
+				sched_yield();
+				yielded = true;
+			} else {
+				__builtin_ia32_pause();
+			}
 			continue;
 		}
 		last = fault_read_ns = fault_now_ns();
+		yielded = false;
 		if (!start)
 			start = last;
 		if (n == 0 || n % sizeof(msgs[0]))
