@@ -7,10 +7,11 @@
  *                      cache full of other pages first (see WARM_PAGES)
  *   read-modify-write  the same pages: read a word, write it back plus one,
  *                      then msync(MS_SYNC), all inside the clock
- * The random read case also runs the userfaultfd floor (uffd_floor.h): a
- * handler thread in the bench that preads each faulting page with O_DIRECT
- * and copies it in, with no budget and so no eviction: the least any
- * userfaultfd pager pays per fault here, beside the kernel and upaged.
+ * The random read case also runs two userfaultfd floors (uffd_floor.h): a
+ * handler that preads each faulting page with O_DIRECT and copies it in,
+ * with no budget and so no eviction, as a thread of the reading process
+ * and as a process of its own (a daemon's shape, upaged's): the least a
+ * userfaultfd pager of either shape pays per fault here.
  * The read cases map the file read-only, read-modify-write read-write
  * (both sides, a writable fd each time). Every read is checked against
  * what the file must hold. Each figure is
@@ -363,31 +364,50 @@ static struct result run_upaged(enum kind k, unsigned long *kcached)
 }
 
 /*
- * The floor's random read: the same pages in the same order, each one
- * read from the file (O_DIRECT) into private memory by the handler
- * thread. Nothing is warmed up or evicted: the floor has no budget.
+ * A floor's random read, in a process of its own: the same pages in the
+ * same order, each one read from the file (O_DIRECT) into private memory
+ * by the handler. Nothing is warmed up or evicted: a floor has no
+ * budget. Run as "floor KIND PATH"; reports on fd 1.
  */
-static struct result run_floor(void)
+static int floor_child(char **argv)
 {
 	struct result r = { .mem_peak = -1 };
 	struct uffd_floor f;
 	volatile uint64_t *p;
 	double t0;
-	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	int fd;
 
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	snprintf(path, sizeof(path), "%s", argv[1]);
+	if (make_perm() < 0)
+		return 1;
+	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	if (fd < 0)
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		exit(1);
-	p = uffd_floor_start(&f, SIZE, 1, fd);
+		return 3;
+	p = uffd_floor_start(&f, SIZE, 1, fd,
+			     (enum uffd_floor_kind)atoi(argv[0]));
 	t0 = now_s();
 	r.bad = access_pages(p, RAND, 0);
 	r.secs = now_s() - t0;
-	uffd_floor_stop(&f);
+	if (uffd_floor_stop(&f))
+		return 5; /* a read or a copy failed */
 	close(fd);
-	if (f.failed) {
-		fprintf(stderr, "bench: the floor's handler failed %lu "
-			"reads\n", f.failed);
+	return write(1, &r, sizeof(r)) == sizeof(r) ? 0 : 6;
+}
+
+static struct result run_floor(enum uffd_floor_kind kind)
+{
+	char k[16];
+	char *argv[] = { "bench_evict", "floor", k, path, NULL };
+	struct result r = { .secs = -1 };
+	struct ft_helper hp;
+
+	snprintf(k, sizeof(k), "%d", kind);
+	if (ft_spawn(&hp, argv) < 0 ||
+	    fread(&r, sizeof(r), 1, hp.out) != 1 || ft_finish(&hp, 0) != 0) {
+		fprintf(stderr, "bench: a floor's run failed\n");
 		exit(1);
 	}
 	return r;
@@ -432,12 +452,14 @@ int main(int argc, char **argv)
 	const char *only = getenv("UPAGE_BENCH_ONLY"), *rs;
 	const char *direct = getenv("UPAGE_BENCH_DIRECT");
 	struct upage_status_reply s0, s1;
-	double floor_us = 0, floor_k = 0, floor_u = 0;
+	double floor_us[2] = { 0 }, floor_k[2] = { 0 }, floor_u = 0;
 	bool dropped = true;
 	int r;
 
 	if (argc == 5 && !strcmp(argv[1], "kernel"))
 		return kernel_child(argv + 2);
+	if (argc == 4 && !strcmp(argv[1], "floor"))
+		return floor_child(argv + 2);
 	rs = getenv("UPAGE_BENCH_RUNS");
 	if (rs && atoi(rs) > 0)
 		runs = atoi(rs) > RUNS_MAX ? RUNS_MAX : atoi(rs) | 1;
@@ -482,7 +504,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct bcase *c = &cases[i];
-		double tk[RUNS_MAX], tu[RUNS_MAX], tf[RUNS_MAX], k, u;
+		double tk[RUNS_MAX], tu[RUNS_MAX], tf[2][RUNS_MAX], k, u;
 		long long kpeak = 0;
 		unsigned long kcached = 0;
 
@@ -501,19 +523,19 @@ int main(int argc, char **argv)
 			dropped &= drop_caches();
 			ru = run_upaged(c->kind, &kcached);
 			rmw_done += c->kind == RMW;
-			if (c->kind == RAND) {
+			for (int fk = 0; c->kind == RAND && fk < 2; fk++) {
 				struct result rf;
 
 				sync();
 				dropped &= drop_caches();
-				rf = run_floor();
+				rf = run_floor((enum uffd_floor_kind)fk);
 				if (rf.bad) {
 					fprintf(stderr, "bench: %s: %lu words "
 						"wrong (floor)\n", c->name,
 						rf.bad);
 					return 1;
 				}
-				tf[run] = rf.secs;
+				tf[fk][run] = rf.secs;
 			}
 			if (rk.bad || ru.bad) {
 				fprintf(stderr, "bench: %s: %lu words wrong "
@@ -540,20 +562,24 @@ int main(int argc, char **argv)
 		       (unsigned long)(s1.resident_peak_pages * PG >> 20),
 		       (unsigned long)((s1.refaults - s0.refaults) / runs),
 		       kcached * PG >> 20);
-		if (c->kind == RAND) {
-			qsort(tf, runs, sizeof(tf[0]), cmp_double);
-			floor_us = tf[runs / 2] * 1e6 / c->pages;
-			floor_k = tf[runs / 2] / k;
-			floor_u = u / tf[runs / 2];
+		for (int fk = 0; c->kind == RAND && fk < 2; fk++) {
+			qsort(tf[fk], runs, sizeof(tf[fk][0]), cmp_double);
+			floor_us[fk] = tf[fk][runs / 2] * 1e6 / c->pages;
+			floor_k[fk] = tf[fk][runs / 2] / k;
 		}
+		if (c->kind == RAND) /* the floor of upaged's shape */
+			floor_u = u / tf[UFFD_FLOOR_PROCESS][runs / 2];
 		fflush(stdout);
 	}
-	if (floor_us > 0)
-		printf("\nuserfaultfd floor, random read (uffd_floor.h: a "
-		       "handler thread preads each page with O_DIRECT and "
-		       "copies it in; no budget, nothing evicted): %.2f µs "
-		       "per page, %.2fx the kernel's time; upaged %.2fx the "
-		       "floor's.\n", floor_us, floor_k, floor_u);
+	if (floor_u > 0)
+		printf("\nuserfaultfd floors, random read (uffd_floor.h: a "
+		       "handler preads each page with O_DIRECT and copies it "
+		       "in; no budget, nothing evicted): as a thread of the "
+		       "reading process %.2f µs per page, %.2fx the kernel's "
+		       "time; as a process of its own %.2f µs per page, %.2fx "
+		       "the kernel's; upaged %.2fx the latter's.\n",
+		       floor_us[0], floor_k[0], floor_us[1], floor_k[1],
+		       floor_u);
 	printf("\nupaged/kernel: time ratio, below 1 is faster than the "
 	       "kernel. Peaks: the cgroup's memory.max_usage_in_bytes "
 	       "(kernel), the daemon's resident_peak_pages (upaged). "

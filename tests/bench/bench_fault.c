@@ -112,7 +112,8 @@ static struct result bench_inproc(unsigned long cluster)
 
 	for (int i = 0; i < RUNS; i++) {
 		struct uffd_floor f;
-		unsigned char *p = uffd_floor_start(&f, PAGES * PG, cluster, -1);
+		unsigned char *p = uffd_floor_start(&f, PAGES * PG, cluster, -1,
+						  UFFD_FLOOR_THREAD);
 
 		r[i] = touch(p);
 		uffd_floor_stop(&f);

@@ -1,10 +1,12 @@
 /*
- * uffd_floor.h - the benches' reference userfaultfd pager: one handler
- * thread in the faulting process, blocking in poll, that reads each
- * message and answers it with UFFDIO_COPY; the page comes from a buffer
- * of zeroes or, given a file, from pread of the page at the same offset.
- * Nothing else (no cache, no budget, no readahead): what any pager built
- * on userfaultfd pays at least, to compare upaged with.
+ * uffd_floor.h - the benches' reference userfaultfd pager: one handler,
+ * blocking in poll, that reads each message and answers it with
+ * UFFDIO_COPY; the page comes from a buffer of zeroes or, given a file,
+ * from pread of the page at the same offset. Nothing else (no cache, no
+ * budget, no readahead): the least a pager built on userfaultfd pays, to
+ * compare upaged with. The handler is a thread of the faulting process,
+ * or (UFFD_FLOOR_PROCESS) a process of its own, as a paging daemon is:
+ * a fork child that answers for its parent through the inherited uffd.
  */
 #ifndef UPAGED_UFFD_FLOOR_H
 #define UPAGED_UFFD_FLOOR_H
@@ -13,13 +15,18 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+enum uffd_floor_kind { UFFD_FLOOR_THREAD, UFFD_FLOOR_PROCESS };
 
 struct uffd_floor {
 	int uffd;
@@ -27,8 +34,10 @@ struct uffd_floor {
 	unsigned long cluster;  /* pages per fault */
 	unsigned long start, end;
 	void *buf;              /* cluster pages, page-aligned */
-	unsigned long failed;   /* faults answered by a wake, not a copy */
+	unsigned long *failed;  /* shared: faults answered by a wake alone */
+	enum uffd_floor_kind kind;
 	pthread_t thread;
+	pid_t pid;
 };
 
 static void *uffd_floor_handler(void *arg)
@@ -65,31 +74,38 @@ static void *uffd_floor_handler(void *arg)
 			struct uffdio_range w = { a, pg };
 
 			/* The thread is not left waiting: it faults again. */
-			f->failed++;
+			__atomic_fetch_add(f->failed, 1, __ATOMIC_RELAXED);
 			ioctl(f->uffd, UFFDIO_WAKE, &w);
 		}
 	}
 }
 
 /*
- * Maps len bytes of private anonymous memory served by a handler thread
- * (see above) and returns it; exits 77 (skipped) without userfaultfd.
+ * Maps len bytes of private anonymous memory served by a handler of the
+ * given kind (see above) and returns it; exits 77 (skipped) without
+ * userfaultfd.
  */
 static void *uffd_floor_start(struct uffd_floor *f, unsigned long len,
-			      unsigned long cluster, int fd)
+			      unsigned long cluster, int fd,
+			      enum uffd_floor_kind kind)
 {
 	struct uffdio_api api = { .api = UFFD_API };
+	pid_t parent = getpid();
 	void *p;
 
-	*f = (struct uffd_floor){ .fd = fd, .cluster = cluster };
+	*f = (struct uffd_floor){ .fd = fd, .cluster = cluster,
+				  .kind = kind };
 	f->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (f->uffd < 0 || ioctl(f->uffd, UFFDIO_API, &api) < 0)
 		goto fail;
 	f->buf = mmap(NULL, cluster * 4096, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	f->failed = mmap(NULL, sizeof(*f->failed), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (f->buf == MAP_FAILED || p == MAP_FAILED)
+	if (f->buf == MAP_FAILED || f->failed == MAP_FAILED ||
+	    p == MAP_FAILED)
 		goto fail;
 	f->start = (unsigned long)p;
 	f->end = f->start + len;
@@ -97,22 +113,47 @@ static void *uffd_floor_start(struct uffd_floor *f, unsigned long len,
 		.range = { f->start, len },
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
-	if (ioctl(f->uffd, UFFDIO_REGISTER, &reg) < 0 ||
-	    pthread_create(&f->thread, NULL, uffd_floor_handler, f) != 0)
+	if (ioctl(f->uffd, UFFDIO_REGISTER, &reg) < 0)
 		goto fail;
+	if (kind == UFFD_FLOOR_THREAD) {
+		if (pthread_create(&f->thread, NULL, uffd_floor_handler, f))
+			goto fail;
+		return p;
+	}
+	/* The child's copy of the range is not registered (no EVENT_FORK):
+	   the uffd answers for the parent's. */
+	f->pid = fork();
+	if (f->pid < 0)
+		goto fail;
+	if (f->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == parent)
+			uffd_floor_handler(f);
+		_exit(0);
+	}
 	return p;
 fail:
 	perror("bench: userfaultfd handler");
 	exit(77);
 }
 
-static void uffd_floor_stop(struct uffd_floor *f)
+/* Ends the handler and unmaps everything; the faults it could not copy. */
+static unsigned long uffd_floor_stop(struct uffd_floor *f)
 {
+	unsigned long failed = *f->failed;
+
 	munmap((void *)f->start, f->end - f->start);
-	pthread_cancel(f->thread);
-	pthread_join(f->thread, NULL);
+	if (f->kind == UFFD_FLOOR_THREAD) {
+		pthread_cancel(f->thread);
+		pthread_join(f->thread, NULL);
+	} else {
+		kill(f->pid, SIGKILL);
+		waitpid(f->pid, NULL, 0);
+	}
 	close(f->uffd);
 	munmap(f->buf, f->cluster * 4096);
+	munmap(f->failed, sizeof(*f->failed));
+	return failed;
 }
 
 #endif
