@@ -171,6 +171,33 @@ static int map_prot(enum kind k)
 	return k == RMW ? PROT_READ | PROT_WRITE : PROT_READ;
 }
 
+/*
+ * What every child run starts with: it dies with the bench (a bench
+ * stopped half-way takes its runs along) and builds the same order of
+ * pages for the file at file_arg. 0, or -1.
+ */
+static int child_start(const char *file_arg)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	snprintf(path, sizeof(path), "%s", file_arg);
+	return make_perm();
+}
+
+/* Runs this program as argv (a child run) and returns what it reports;
+   exits, naming who, if it fails. */
+static struct result spawn_run(char **argv, const char *who)
+{
+	struct result r = { .secs = -1 };
+	struct ft_helper hp;
+
+	if (ft_spawn(&hp, argv) < 0 ||
+	    fread(&r, sizeof(r), 1, hp.out) != 1 || ft_finish(&hp, 0) != 0) {
+		fprintf(stderr, "bench: %s run failed\n", who);
+		exit(1);
+	}
+	return r;
+}
+
 static int kernel_child(char **argv)
 {
 	const char *cg = getenv("UPAGE_BENCH_CGROUP");
@@ -181,10 +208,7 @@ static int kernel_child(char **argv)
 	double t0;
 	int fd;
 
-	/* A bench stopped half-way takes its runs along. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	snprintf(path, sizeof(path), "%s", argv[2]);
-	if (make_perm() < 0)
+	if (child_start(argv[2]) < 0)
 		return 1;
 	if (cg && *cg) {
 		char procs[700];
@@ -291,18 +315,13 @@ static struct result run_kernel(enum kind k)
 {
 	char kind[16], before[32];
 	char *argv[] = { "bench_evict", "kernel", kind, before, path, NULL };
-	struct result r = { .secs = -1 };
-	struct ft_helper hp;
+	struct result r;
 
 	snprintf(kind, sizeof(kind), "%d", k);
 	snprintf(before, sizeof(before), "%lu", rmw_done);
 	if (cgroup[0])
 		cgroup_set("memory.max_usage_in_bytes", "0");
-	if (ft_spawn(&hp, argv) < 0 ||
-	    fread(&r, sizeof(r), 1, hp.out) != 1 || ft_finish(&hp, 0) != 0) {
-		fprintf(stderr, "bench: the kernel's run failed\n");
-		exit(1);
-	}
+	r = spawn_run(argv, "the kernel's");
 	r.mem_peak = cgroup[0] ? cgroup_get("memory.max_usage_in_bytes") : -1;
 	return r;
 }
@@ -377,9 +396,7 @@ static int floor_child(char **argv)
 	double t0;
 	int fd;
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	snprintf(path, sizeof(path), "%s", argv[1]);
-	if (make_perm() < 0)
+	if (child_start(argv[1]) < 0)
 		return 1;
 	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	if (fd < 0)
@@ -401,16 +418,9 @@ static struct result run_floor(enum uffd_floor_kind kind)
 {
 	char k[16];
 	char *argv[] = { "bench_evict", "floor", k, path, NULL };
-	struct result r = { .secs = -1 };
-	struct ft_helper hp;
 
 	snprintf(k, sizeof(k), "%d", kind);
-	if (ft_spawn(&hp, argv) < 0 ||
-	    fread(&r, sizeof(r), 1, hp.out) != 1 || ft_finish(&hp, 0) != 0) {
-		fprintf(stderr, "bench: a floor's run failed\n");
-		exit(1);
-	}
-	return r;
+	return spawn_run(argv, "a floor's");
 }
 
 /* The file and the cgroup go whichever way the bench ends. */
