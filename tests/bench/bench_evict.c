@@ -10,8 +10,9 @@
  * The random read case also runs two userfaultfd floors (uffd_floor.h): a
  * handler that preads each faulting page with O_DIRECT and copies it in,
  * with no budget and so no eviction, as a thread of the reading process
- * and as a process of its own (a daemon's shape, upaged's): the least a
- * userfaultfd pager of either shape pays per fault here.
+ * and as a process of its own that polls and copies into shared memory
+ * (a daemon's shape and upaged's conditions): the least a userfaultfd
+ * pager of either shape pays per fault here.
  * The read cases map the file read-only, read-modify-write read-write
  * (both sides, a writable fd each time). Every read is checked against
  * what the file must hold. Each figure is
@@ -384,8 +385,8 @@ static struct result run_upaged(enum kind k, unsigned long *kcached)
 
 /*
  * A floor's random read, in a process of its own: the same pages in the
- * same order, each one read from the file (O_DIRECT) into private memory
- * by the handler. Nothing is warmed up or evicted: a floor has no
+ * same order, each one read from the file (O_DIRECT) and copied in by the
+ * handler. Nothing is warmed up or evicted: a floor has no
  * budget. Run as "floor KIND PATH"; reports on fd 1.
  */
 static int floor_child(char **argv)
@@ -586,8 +587,9 @@ int main(int argc, char **argv)
 		       "handler preads each page with O_DIRECT and copies it "
 		       "in; no budget, nothing evicted): as a thread of the "
 		       "reading process %.2f µs per page, %.2fx the kernel's "
-		       "time; as a process of its own %.2f µs per page, %.2fx "
-		       "the kernel's; upaged %.2fx the latter's.\n",
+		       "time; as a process of its own, polling and copying "
+		       "into shared memory as upaged does, %.2f µs per page, "
+		       "%.2fx the kernel's; upaged %.2fx the latter's.\n",
 		       floor_us[0], floor_k[0], floor_us[1], floor_k[1],
 		       floor_u);
 	printf("\nupaged/kernel: time ratio, below 1 is faster than the "

@@ -1,16 +1,21 @@
 /*
- * uffd_floor.h - the benches' reference userfaultfd pager: one handler,
- * blocking in poll, that reads each message and answers it with
- * UFFDIO_COPY; the page comes from a buffer of zeroes or, given a file,
- * from pread of the page at the same offset. Nothing else (no cache, no
- * budget, no readahead): the least a pager built on userfaultfd pays, to
- * compare upaged with. The handler is a thread of the faulting process,
- * or (UFFD_FLOOR_PROCESS) a process of its own, as a paging daemon is:
- * a fork child that answers for its parent through the inherited uffd.
+ * uffd_floor.h - the benches' reference userfaultfd pager: one handler
+ * that reads each message and answers it with UFFDIO_COPY; the page comes
+ * from a buffer of zeroes or, given a file, from pread of the page at the
+ * same offset. Nothing else (no cache, no budget, no readahead): the
+ * least a pager built on userfaultfd pays, to compare upaged with.
+ * - UFFD_FLOOR_THREAD: a thread of the faulting process, blocking in poll,
+ *   copying into private anonymous memory.
+ * - UFFD_FLOOR_PROCESS: a process of its own, in upaged's conditions: a
+ *   fork child answering for its parent through the inherited uffd, that
+ *   polls the uffd instead of sleeping (upaged polls while its clients
+ *   fault) and copies into a shared memfd mapping (upaged's page cache is
+ *   one; a copy there costs more than into anonymous memory).
  */
 #ifndef UPAGED_UFFD_FLOOR_H
 #define UPAGED_UFFD_FLOOR_H
 
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
@@ -34,6 +39,7 @@ struct uffd_floor {
 	unsigned long cluster;  /* pages per fault */
 	unsigned long start, end;
 	void *buf;              /* cluster pages, page-aligned */
+	int memfd;              /* behind the range, or -1: anonymous */
 	unsigned long *failed;  /* shared: faults answered by a wake alone */
 	enum uffd_floor_kind kind;
 	pthread_t thread;
@@ -49,12 +55,22 @@ static void *uffd_floor_handler(void *arg)
 	for (;;) {
 		struct pollfd pfd = { .fd = f->uffd, .events = POLLIN };
 
-		if (poll(&pfd, 1, -1) < 0)
-			continue;
-		if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
-			return NULL;
-		if (read(f->uffd, &msg, sizeof(msg)) != sizeof(msg))
-			continue;
+		/* The process polls: it ends by SIGKILL (uffd_floor_stop). */
+		if (f->kind == UFFD_FLOOR_PROCESS) {
+			if (read(f->uffd, &msg, sizeof(msg)) != sizeof(msg)) {
+				if (errno != EAGAIN && errno != EINTR)
+					return NULL;
+				__builtin_ia32_pause();
+				continue;
+			}
+		} else {
+			if (poll(&pfd, 1, -1) < 0)
+				continue;
+			if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
+				return NULL;
+			if (read(f->uffd, &msg, sizeof(msg)) != sizeof(msg))
+				continue;
+		}
 		if (msg.event != UFFD_EVENT_PAGEFAULT)
 			continue;
 		unsigned long a = msg.arg.pagefault.address & ~(pg - 1);
@@ -81,9 +97,9 @@ static void *uffd_floor_handler(void *arg)
 }
 
 /*
- * Maps len bytes of private anonymous memory served by a handler of the
- * given kind (see above) and returns it; exits 77 (skipped) without
- * userfaultfd.
+ * Maps len bytes served by a handler of the given kind (see above:
+ * private anonymous memory, or a shared memfd) and returns them; exits 77
+ * (skipped) without userfaultfd.
  */
 static void *uffd_floor_start(struct uffd_floor *f, unsigned long len,
 			      unsigned long cluster, int fd,
@@ -94,7 +110,7 @@ static void *uffd_floor_start(struct uffd_floor *f, unsigned long len,
 	void *p;
 
 	*f = (struct uffd_floor){ .fd = fd, .cluster = cluster,
-				  .kind = kind };
+				  .kind = kind, .memfd = -1 };
 	f->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (f->uffd < 0 || ioctl(f->uffd, UFFDIO_API, &api) < 0)
 		goto fail;
@@ -102,8 +118,16 @@ static void *uffd_floor_start(struct uffd_floor *f, unsigned long len,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	f->failed = mmap(NULL, sizeof(*f->failed), PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (kind == UFFD_FLOOR_PROCESS) {
+		f->memfd = memfd_create("uffd-floor", MFD_CLOEXEC);
+		if (f->memfd < 0 || ftruncate(f->memfd, (off_t)len) < 0)
+			goto fail;
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 f->memfd, 0);
+	} else {
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	}
 	if (f->buf == MAP_FAILED || f->failed == MAP_FAILED ||
 	    p == MAP_FAILED)
 		goto fail;
@@ -151,6 +175,8 @@ static unsigned long uffd_floor_stop(struct uffd_floor *f)
 		waitpid(f->pid, NULL, 0);
 	}
 	close(f->uffd);
+	if (f->memfd >= 0)
+		close(f->memfd);
 	munmap(f->buf, f->cluster * 4096);
 	munmap(f->failed, sizeof(*f->failed));
 	return failed;
