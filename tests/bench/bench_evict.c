@@ -463,7 +463,8 @@ int main(int argc, char **argv)
 	const char *only = getenv("UPAGE_BENCH_ONLY"), *rs;
 	const char *direct = getenv("UPAGE_BENCH_DIRECT");
 	struct upage_status_reply s0, s1;
-	double floor_us[2] = { 0 }, floor_k[2] = { 0 }, floor_u = 0;
+	double floor_us[UFFD_FLOOR_KINDS] = { 0 },
+	       floor_k[UFFD_FLOOR_KINDS] = { 0 }, floor_u = 0;
 	bool dropped = true;
 	int r;
 
@@ -515,7 +516,8 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct bcase *c = &cases[i];
-		double tk[RUNS_MAX], tu[RUNS_MAX], tf[2][RUNS_MAX], k, u;
+		double tk[RUNS_MAX], tu[RUNS_MAX], k, u;
+		double tf[UFFD_FLOOR_KINDS][RUNS_MAX];
 		long long kpeak = 0;
 		unsigned long kcached = 0;
 
@@ -534,7 +536,8 @@ int main(int argc, char **argv)
 			dropped &= drop_caches();
 			ru = run_upaged(c->kind, &kcached);
 			rmw_done += c->kind == RMW;
-			for (int fk = 0; c->kind == RAND && fk < 2; fk++) {
+			for (int fk = 0;
+			     c->kind == RAND && fk < UFFD_FLOOR_KINDS; fk++) {
 				struct result rf;
 
 				sync();
@@ -573,7 +576,8 @@ int main(int argc, char **argv)
 		       (unsigned long)(s1.resident_peak_pages * PG >> 20),
 		       (unsigned long)((s1.refaults - s0.refaults) / runs),
 		       kcached * PG >> 20);
-		for (int fk = 0; c->kind == RAND && fk < 2; fk++) {
+		for (int fk = 0; c->kind == RAND && fk < UFFD_FLOOR_KINDS;
+		     fk++) {
 			qsort(tf[fk], runs, sizeof(tf[fk][0]), cmp_double);
 			floor_us[fk] = tf[fk][runs / 2] * 1e6 / c->pages;
 			floor_k[fk] = tf[fk][runs / 2] / k;
@@ -590,8 +594,10 @@ int main(int argc, char **argv)
 		       "time; as a process of its own, polling and copying "
 		       "into shared memory as upaged does, %.2f µs per page, "
 		       "%.2fx the kernel's; upaged %.2fx the latter's.\n",
-		       floor_us[0], floor_k[0], floor_us[1], floor_k[1],
-		       floor_u);
+		       floor_us[UFFD_FLOOR_THREAD],
+		       floor_k[UFFD_FLOOR_THREAD],
+		       floor_us[UFFD_FLOOR_PROCESS],
+		       floor_k[UFFD_FLOOR_PROCESS], floor_u);
 	printf("\nupaged/kernel: time ratio, below 1 is faster than the "
 	       "kernel. Peaks: the cgroup's memory.max_usage_in_bytes "
 	       "(kernel), the daemon's resident_peak_pages (upaged). "

@@ -31,7 +31,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum uffd_floor_kind { UFFD_FLOOR_THREAD, UFFD_FLOOR_PROCESS };
+enum uffd_floor_kind {
+	UFFD_FLOOR_THREAD,
+	UFFD_FLOOR_PROCESS,
+	UFFD_FLOOR_KINDS, /* how many */
+};
+
+#define UFFD_FLOOR_PG 4096UL
 
 struct uffd_floor {
 	int uffd;
@@ -49,12 +55,10 @@ struct uffd_floor {
 static void *uffd_floor_handler(void *arg)
 {
 	struct uffd_floor *f = arg;
-	const unsigned long pg = 4096;
+	const unsigned long pg = UFFD_FLOOR_PG;
 	struct uffd_msg msg;
 
 	for (;;) {
-		struct pollfd pfd = { .fd = f->uffd, .events = POLLIN };
-
 		/* The process polls: it ends by SIGKILL (uffd_floor_stop). */
 		if (f->kind == UFFD_FLOOR_PROCESS) {
 			if (read(f->uffd, &msg, sizeof(msg)) != sizeof(msg)) {
@@ -64,6 +68,8 @@ static void *uffd_floor_handler(void *arg)
 				continue;
 			}
 		} else {
+			struct pollfd pfd = { .fd = f->uffd, .events = POLLIN };
+
 			if (poll(&pfd, 1, -1) < 0)
 				continue;
 			if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
@@ -114,7 +120,7 @@ static void *uffd_floor_start(struct uffd_floor *f, unsigned long len,
 	f->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	if (f->uffd < 0 || ioctl(f->uffd, UFFDIO_API, &api) < 0)
 		goto fail;
-	f->buf = mmap(NULL, cluster * 4096, PROT_READ | PROT_WRITE,
+	f->buf = mmap(NULL, cluster * UFFD_FLOOR_PG, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	f->failed = mmap(NULL, sizeof(*f->failed), PROT_READ | PROT_WRITE,
 			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -177,7 +183,7 @@ static unsigned long uffd_floor_stop(struct uffd_floor *f)
 	close(f->uffd);
 	if (f->memfd >= 0)
 		close(f->memfd);
-	munmap(f->buf, f->cluster * 4096);
+	munmap(f->buf, f->cluster * UFFD_FLOOR_PG);
 	munmap(f->failed, sizeof(*f->failed));
 	return failed;
 }
